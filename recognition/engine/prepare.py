@@ -1,0 +1,128 @@
+"""Prepare a model for serving: obtain and verify weights, compile, check, store, activate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import artifact
+from .artifact import Manifest
+from .specs import CUSTOM_ARCHITECTURE, OFFLINE_FALLBACK, ModelSpec, get_spec
+from .weights import (
+    VerifiedWeights,
+    WeightsDownloadFailed,
+    WeightsError,
+    load_state_dict,
+    obtain_official,
+    read_labels,
+    sha256_file,
+)
+
+
+@dataclass(frozen=True)
+class PrepareOutcome:
+    manifest: Manifest
+    built: bool  # False: an identical build already existed
+    was_active: bool  # it was the active model before this call
+    fell_back_from: str | None = None
+
+    def summary(self) -> str:
+        m = self.manifest
+        what = f"{m.name} (version {m.version}, {'custom' if m.custom else 'official'} weights)"
+        if not self.built:
+            state = "is the active model" if self.was_active else "is now the active model"
+            return f"{what} is already prepared and {state}; nothing to do."
+        return (
+            f"Prepared {what}: {m.artifact_path} "
+            f"(max abs difference to the eager model {m.max_abs_diff:.2e}). It is now the active model."
+        )
+
+
+def prepare(
+    models_dir: Path,
+    *,
+    model: str | None = None,
+    weights_file: Path | None = None,
+    custom: bool = False,
+    labels_file: Path | None = None,
+    fallback: bool = False,
+    spec: ModelSpec | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> PrepareOutcome:
+    """`spec` overrides the named model's spec (tests point its URL at a local server)."""
+    if custom:
+        if weights_file is None:
+            raise WeightsError("--custom needs --weights FILE: the fine-tuned ResNet-18 to serve.")
+        if model not in (None, CUSTOM_ARCHITECTURE):
+            raise WeightsError(f"Custom weights must be a ResNet-18 ({CUSTOM_ARCHITECTURE}).")
+        spec = spec or get_spec(CUSTOM_ARCHITECTURE)
+        path = Path(weights_file)
+        if not path.is_file():
+            raise WeightsError(f"The weights file {path} does not exist.")
+        weights = VerifiedWeights(path, sha256_file(path), "custom")
+        categories = read_labels(labels_file) if labels_file else spec.categories()
+        return _build(models_dir, spec, weights, categories, custom=True, log=log)
+
+    if labels_file is not None:
+        raise WeightsError("--labels only goes with --custom: official models have their own.")
+    spec = spec or get_spec(model or CUSTOM_ARCHITECTURE)
+    fell_back_from = None
+    try:
+        weights = obtain_official(spec, weights_file=weights_file, progress=progress)
+    except WeightsDownloadFailed as exc:
+        if not fallback or spec.name == OFFLINE_FALLBACK:
+            raise
+        log(str(exc))
+        log(f"Falling back to {OFFLINE_FALLBACK}, whose weights ship with this installation.")
+        fell_back_from, spec = spec.name, get_spec(OFFLINE_FALLBACK)
+        weights = obtain_official(spec)
+    outcome = _build(models_dir, spec, weights, spec.categories(), custom=False, log=log)
+    if fell_back_from:
+        return PrepareOutcome(outcome.manifest, outcome.built, outcome.was_active, fell_back_from)
+    return outcome
+
+
+def _build(
+    models_dir: Path,
+    spec: ModelSpec,
+    weights: VerifiedWeights,
+    categories: list[str],
+    *,
+    custom: bool,
+    log: Callable[[str], None],
+) -> PrepareOutcome:
+    version = artifact.model_version(spec.name, weights.sha256, categories, spec.preprocessing)
+    key = f"{spec.name}-{version}"
+    was_active = artifact.active_key(models_dir) == key
+    existing = artifact.find_prepared(models_dir, key)
+    if existing is not None:
+        if not was_active:
+            artifact.activate(models_dir, key)
+        return PrepareOutcome(existing, built=False, was_active=was_active)
+
+    log(f"Building {spec.name} from {weights.path} (SHA-256 {weights.sha256}) ...")
+    module = spec.build(len(categories))
+    state = load_state_dict(weights.path)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        hint = " If the head has another number of classes, pass --labels FILE." if custom else ""
+        raise WeightsError(
+            f"The weights in {weights.path} do not fit {spec.name} with "
+            f"{len(categories)} classes.{hint}\n{exc}"
+        ) from None
+    manifest = artifact.write_prepared(
+        models_dir,
+        module,
+        name=spec.name,
+        version=version,
+        custom=custom,
+        weights_sha256=weights.sha256,
+        weights_source=weights.source,
+        categories=categories,
+        preprocessing=spec.preprocessing,
+    )
+    artifact.activate(models_dir, key)
+    return PrepareOutcome(manifest, built=True, was_active=was_active)

@@ -1,0 +1,51 @@
+"""Shared test set-up: a real, small model artifact prepared once per session.
+
+The engine is never faked here: tests classify with a random-weights ResNet-18 that
+went through the same prepare_model path as a user's custom weights.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from recognition.classifier import reset_classifier
+from recognition.engine.prepare import prepare
+
+pytest_plugins = ["tests.web_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def random_weights_file(tmp_path_factory) -> Path:
+    torch.manual_seed(1234)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prepared_models_dir(tmp_path_factory, random_weights_file) -> Path:
+    models_dir = tmp_path_factory.mktemp("data") / "models"
+    prepare(models_dir, weights_file=random_weights_file, custom=True)
+    return models_dir
+
+
+@pytest.fixture(autouse=True)
+def recognition_settings(settings, tmp_path, prepared_models_dir, monkeypatch):
+    """Every test gets the session's model, its own media folder and torch cache."""
+    settings.RECOGNITION_MODELS_DIR = prepared_models_dir
+    settings.RECOGNITION_MODEL = None
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    reset_classifier()
+    yield settings
+    reset_classifier()
+
+
+@pytest.fixture
+def no_model(settings, tmp_path):
+    """A server on which no model has been prepared."""
+    settings.RECOGNITION_MODELS_DIR = tmp_path / "no-models"
+    reset_classifier()
+    return settings.RECOGNITION_MODELS_DIR
