@@ -165,7 +165,8 @@ if WHITENOISE_USE_FINDERS:
     STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # --- Recognition -------------------------------------------------------------------
-RECOGNITION_MODELS_DIR = DATA_DIR / "models"
+# Prepared artifacts; separate from DATA_DIR so an image can bake them in.
+RECOGNITION_MODELS_DIR = Path(os.getenv("RECOGNITION_MODELS_DIR", DATA_DIR / "models")).resolve()
 # Serve this prepared model instead of the one prepare_model made active last.
 RECOGNITION_MODEL = os.getenv("RECOGNITION_MODEL") or None
 RECOGNITION_TORCH_THREADS = envint("RECOGNITION_TORCH_THREADS", None, minimum=1)

@@ -37,6 +37,12 @@ def recognition_settings(settings, tmp_path, prepared_models_dir, monkeypatch):
     settings.RECOGNITION_MODELS_DIR = prepared_models_dir
     settings.RECOGNITION_MODEL = None
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Static files from the source folders, whether or not collectstatic ran here.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     reset_classifier()
     yield settings

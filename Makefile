@@ -1,0 +1,40 @@
+# The two commands of README.md: `make run` and `make test`. Both set everything up
+# on a fresh machine (virtualenv in .venv, dependencies, database, model).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export PORT
+
+.PHONY: run test install install-dev migrate model clean-venv
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py prepare_model --fallback
+	$(PY) manage.py ensure_admin
+	@echo "Serving on http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+
+test: install-dev
+	$(PY) -m pytest
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Stamps make the (large) install happen once per venv and again only when a
+# requirements file changes.
+$(VENV)/.installed-run: requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@ $(VENV)/.installed-run
+
+clean-venv:
+	rm -rf $(VENV)

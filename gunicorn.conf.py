@@ -1,0 +1,29 @@
+"""gunicorn settings for the recognition service; environment variables override."""
+
+import os
+
+bind = f"{os.getenv('HOST', '127.0.0.1')}:{os.getenv('PORT', '8000')}"
+# CPU inference: more processes than cores only fight over them. Threads overlap the
+# I/O of one request (upload, database) with another's inference.
+workers = int(os.getenv("WEB_CONCURRENCY", "1"))
+threads = int(os.getenv("GUNICORN_THREADS", "4"))
+timeout = int(os.getenv("GUNICORN_TIMEOUT", "60"))
+max_requests = int(os.getenv("GUNICORN_MAX_REQUESTS", "0"))
+accesslog = "-"
+wsgi_app = "classifier_site.wsgi:application"
+
+
+def post_worker_init(worker):
+    """Load and warm the model before this worker takes its first request."""
+    from django.conf import settings
+
+    from recognition.classifier import get_classifier
+    from recognition.engine.service import ModelUnavailable
+
+    if not settings.RECOGNITION_WARM_UP:
+        return
+    try:
+        get_classifier().warm_up()
+    except ModelUnavailable as exc:
+        # Serve anyway: pages work and uploads answer 503 with the fix, until it is fixed.
+        worker.log.warning("Model unavailable: %s", exc)
