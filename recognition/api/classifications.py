@@ -1,0 +1,223 @@
+"""The user's classifications: upload one, list them, fetch one, delete one.
+
+One APIView per operation; two operations that share a URL are joined at the bottom.
+Each method names its own serializers explicitly, so the joined classes cannot mix them up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import Upload
+from ..selectors import upload_get_for_user, upload_list_for_user
+from ..services import DEFAULT_TOP_K, MAX_TOP_K, upload_classify, upload_delete
+from .errors import ErrorOutputSerializer
+
+TAG = "classifications"
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorOutputSerializer) for code in codes}
+
+
+class PredictionOutputSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    index = serializers.IntegerField(help_text="The category's position in the model output.")
+    score = serializers.FloatField(help_text="Softmax probability, 0 to 1.")
+
+    class Meta:
+        ref_name = "Prediction"
+
+
+class UploadOutputSerializer(serializers.Serializer):
+    """One of the user's uploads, as every endpoint returns it. Times are the user's own,
+    never those of the shared image, so nothing tells whether others uploaded it too."""
+
+    class ImageSerializer(serializers.Serializer):
+        sha256 = serializers.CharField()
+        width = serializers.IntegerField()
+        height = serializers.IntegerField()
+        format = serializers.CharField()
+        bytes = serializers.IntegerField(source="byte_size")
+
+        class Meta:
+            ref_name = "ImageFacts"
+
+    class ModelSerializer(serializers.Serializer):
+        name = serializers.CharField(source="model_name")
+        version = serializers.CharField(source="model_version")
+
+        class Meta:
+            ref_name = "ModelUsed"
+
+    id = serializers.IntegerField()
+    filename = serializers.CharField(source="original_filename")
+    image = ImageSerializer(source="stored_image")
+    model = ModelSerializer(source="classification")
+    predictions = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    last_uploaded_at = serializers.DateTimeField()
+    inference_ms = serializers.FloatField(source="classification.inference_ms")
+
+    class Meta:
+        ref_name = "Classification"
+
+    @extend_schema_field(PredictionOutputSerializer(many=True))
+    def get_predictions(self, upload: Upload) -> list[dict[str, Any]]:
+        top_k = self.context.get("top_k", DEFAULT_TOP_K)
+        predictions = list(upload.classification.predictions.all())[:top_k]
+        return PredictionOutputSerializer(predictions, many=True).data
+
+
+class ClassificationCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(
+            allow_empty_file=True,  # the service explains an empty file better
+            help_text="The image: JPEG, PNG, GIF, WebP, BMP or TIFF.",
+        )
+        top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=DEFAULT_TOP_K)
+
+        class Meta:
+            ref_name = "ClassificationCreateInput"
+
+        def validate_image(self, image: Any) -> Any:
+            getlist = getattr(self.initial_data, "getlist", None)
+            sent = getlist("image") if getlist else [image]
+            if len(sent) > 1:
+                raise serializers.ValidationError(
+                    f"Send one image per request; this one had {len(sent)}.", code="multiple_files"
+                )
+            return image
+
+    class OutputSerializer(UploadOutputSerializer):
+        duplicate = serializers.SerializerMethodField(
+            help_text="True when you had uploaded these exact bytes before."
+        )
+
+        class Meta:
+            ref_name = "ClassificationCreated"
+
+        def get_duplicate(self, upload: Upload) -> bool:
+            return bool(self.context.get("duplicate"))
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Classify an image",
+        description=(
+            "Upload one image (multipart field `image`). A repeat of bytes you uploaded "
+            "before returns your existing classification with 200 and `duplicate: true`."
+        ),
+        request={"multipart/form-data": InputSerializer},
+        responses={
+            201: OutputSerializer,
+            200: OutputSerializer,
+            **_errors(400, 401, 413, 415, 503),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ClassificationCreateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = upload_classify(
+            user=request.user,
+            file=serializer.validated_data["image"],
+            top_k=serializer.validated_data["top_k"],
+        )
+        data = ClassificationCreateApi.OutputSerializer(
+            outcome.upload, context={"top_k": outcome.top_k, "duplicate": outcome.duplicate}
+        ).data
+        code = status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED
+        return Response(data, status=code)
+
+
+class _TopKSerializer(serializers.Serializer):
+    top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=DEFAULT_TOP_K)
+
+
+TOP_K_PARAMETER = OpenApiParameter(
+    "top_k",
+    int,
+    description=f"How many predictions to return, 1–{MAX_TOP_K} (default {DEFAULT_TOP_K}).",
+)
+
+
+class ClassificationPagination(PageNumberPagination):
+    page_size_query_param = "page_size"  # default: REST_FRAMEWORK["PAGE_SIZE"]
+    max_page_size = 100
+
+
+class ClassificationListApi(APIView):
+    pagination_class = ClassificationPagination
+
+    class FilterSerializer(_TopKSerializer):
+        label = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Your classifications, most recently uploaded first",
+        parameters=[
+            OpenApiParameter(
+                "label", str, description="Only uploads with this text in a top-3 label."
+            ),
+            TOP_K_PARAMETER,
+        ],
+        responses={200: UploadOutputSerializer(many=True), **_errors(400, 401, 404)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = ClassificationListApi.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        uploads = upload_list_for_user(user=request.user, label=filters.validated_data.get("label"))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(uploads, request, view=self)
+        data = UploadOutputSerializer(
+            page, many=True, context={"top_k": filters.validated_data["top_k"]}
+        ).data
+        return paginator.get_paginated_response(data)
+
+
+class ClassificationDetailApi(APIView):
+    @extend_schema(
+        tags=[TAG],
+        summary="One of your classifications",
+        parameters=[TOP_K_PARAMETER],
+        responses={200: UploadOutputSerializer, **_errors(400, 401, 404)},
+    )
+    def get(self, request: Request, upload_id: int) -> Response:
+        params = _TopKSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+        return Response(UploadOutputSerializer(upload, context=params.validated_data).data)
+
+
+class ClassificationDeleteApi(APIView):
+    @extend_schema(
+        tags=[TAG],
+        summary="Delete one of your classifications",
+        description="The image is deleted too once nobody refers to it any more.",
+        responses={204: None, **_errors(401, 404)},
+    )
+    def delete(self, request: Request, upload_id: int) -> Response:
+        upload_delete(user=request.user, upload_id=upload_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ClassificationCollectionApi(ClassificationListApi, ClassificationCreateApi):
+    """GET lists, POST creates: two operations at /classifications/."""
+
+
+class ClassificationItemApi(ClassificationDetailApi, ClassificationDeleteApi):
+    """GET fetches, DELETE deletes: two operations at /classifications/{id}/."""

@@ -1,0 +1,20 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .classifications import ClassificationCollectionApi, ClassificationItemApi
+from .system import HealthApi, ModelActiveApi
+
+app_name = "api"
+
+urlpatterns = [
+    path("classifications/", ClassificationCollectionApi.as_view(), name="classifications"),
+    path(
+        "classifications/<int:upload_id>/",
+        ClassificationItemApi.as_view(),
+        name="classification",
+    ),
+    path("models/active/", ModelActiveApi.as_view(), name="model-active"),
+    path("health/", HealthApi.as_view(), name="health"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,148 @@
+"""What the service remembers: each distinct image once, its classifications per model
+version, and who uploaded it.
+
+An image belongs to nobody: it is keyed by its SHA-256 and shared by every Upload of the
+same bytes. Everything a user sees about "their" picture comes from their Upload.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+from django.db.models.functions import Length, Lower
+from django.db.models.lookups import Exact
+
+MAX_STORED_PREDICTIONS = 10
+MAX_FILENAME_LENGTH = 255
+
+
+class StoredImage(models.Model):
+    sha256 = models.CharField("SHA-256", max_length=64, unique=True)
+    # Relative to MEDIA_ROOT and derived from the hash, never from the user's filename.
+    path = models.CharField(max_length=100, unique=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    byte_size = models.PositiveBigIntegerField("bytes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Exact(Length("sha256"), 64) & Exact(F("sha256"), Lower("sha256")),
+                name="stored_image_sha256_is_64_lowercase_chars",
+            ),
+            models.CheckConstraint(
+                condition=Q(width__gt=0, height__gt=0), name="stored_image_has_pixels"
+            ),
+            models.CheckConstraint(condition=Q(byte_size__gt=0), name="stored_image_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} ({self.format} {self.width}×{self.height})"
+
+
+class Classification(models.Model):
+    stored_image = models.ForeignKey(
+        StoredImage, on_delete=models.CASCADE, related_name="classifications"
+    )
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    inference_ms = models.FloatField()
+    # Copies of the rank-1 prediction, so lists sort and show without a join.
+    top_label = models.CharField(max_length=200)
+    top_score = models.FloatField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stored_image", "model_name", "model_version"],
+                name="one_classification_per_image_and_model_version",
+            ),
+            models.CheckConstraint(
+                condition=Q(inference_ms__gte=0), name="classification_inference_ms_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(top_score__gte=0, top_score__lte=1),
+                name="classification_top_score_is_a_probability",
+            ),
+        ]
+        indexes = [models.Index(fields=["top_label"])]
+
+    def __str__(self) -> str:
+        return f"{self.top_label} ({self.top_score:.0%}, {self.model_name} {self.model_version})"
+
+
+class Prediction(models.Model):
+    classification = models.ForeignKey(
+        Classification, on_delete=models.CASCADE, related_name="predictions"
+    )
+    rank = models.PositiveSmallIntegerField()
+    label = models.CharField(max_length=200)
+    index = models.PositiveIntegerField(help_text="The category's position in the model output.")
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["classification", "rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["classification", "rank"], name="one_prediction_per_rank"
+            ),
+            models.CheckConstraint(
+                condition=Q(rank__gte=1, rank__lte=MAX_STORED_PREDICTIONS),
+                name="prediction_rank_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(score__gte=0, score__lte=1), name="prediction_score_is_a_probability"
+            ),
+        ]
+        indexes = [models.Index(fields=["label"])]
+
+    def __str__(self) -> str:
+        return f"{self.rank}. {self.label} ({self.score:.1%})"
+
+
+class Upload(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    stored_image = models.ForeignKey(StoredImage, on_delete=models.PROTECT, related_name="uploads")
+    # The classification this user was shown: the active model's at their last upload.
+    classification = models.ForeignKey(
+        Classification, on_delete=models.PROTECT, related_name="uploads"
+    )
+    original_filename = models.CharField(max_length=MAX_FILENAME_LENGTH)
+    created_at = models.DateTimeField()
+    last_uploaded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_uploaded_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "stored_image"], name="one_upload_per_user_and_image"
+            ),
+            models.CheckConstraint(
+                condition=Q(last_uploaded_at__gte=F("created_at")),
+                name="upload_last_uploaded_not_before_created",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "-last_uploaded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename} by {self.user}"
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
+def _delete_uploads_of_deleted_user(sender: type, instance: models.Model, **kwargs: object) -> None:
+    """A deleted account takes its pictures along, through the same service as any
+    deletion; a plain cascade would leave their images and files behind."""
+    from .services import upload_delete  # the services import this module
+
+    for upload_id in Upload.objects.filter(user=instance).values_list("pk", flat=True):
+        upload_delete(user=instance, upload_id=upload_id)

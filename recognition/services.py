@@ -1,0 +1,279 @@
+"""Writes: the one way an image enters the service and the one way an upload leaves it.
+
+Pages, the API and the admin all call `upload_classify` and `upload_delete`, so every
+entry point gets the same limits, the same deduplication and the same cleanup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
+from django.db import DatabaseError, IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from . import storage
+from .classifier import get_classifier
+from .engine import service as engine
+from .engine.images import decode_image
+from .filenames import clean_filename
+from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
+from .selectors import upload_get_for_user
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 3
+MAX_TOP_K = MAX_STORED_PREDICTIONS
+# A row read before the transaction can vanish (a concurrent delete) before it starts;
+# the whole upload is then simply done again.
+_ATTEMPTS = 3
+
+
+class UploadTooLarge(Exception):
+    code = "too_large"
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.message = too_large_message(max_bytes)
+        super().__init__(self.message)
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"The file is too large: at most {filesizeformat(max_bytes)} per image is accepted."
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    upload: Upload
+    duplicate: bool  # this user had uploaded the same bytes before
+    top_k: int
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        return list(self.upload.classification.predictions.all())[: self.top_k]
+
+
+@dataclass(frozen=True)
+class _ImageFacts:
+    sha256: str
+    path: str
+    width: int
+    height: int
+    format: str
+    byte_size: int
+
+
+class _StaleRead(Exception):
+    """Something read outside the transaction was gone inside it."""
+
+
+def upload_classify(
+    *, user: AbstractBaseUser, file: File, top_k: int = DEFAULT_TOP_K
+) -> UploadOutcome:
+    """Store and classify an uploaded image, or reuse what is known about the same bytes.
+
+    Raises UploadTooLarge, engine.images.ImageRejected or engine.service.ModelUnavailable;
+    after any failure nothing new is left in the database or under MEDIA_ROOT.
+    """
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
+    data = _read_within_limit(file)
+    sha256 = hashlib.sha256(data).hexdigest()
+    filename = clean_filename(getattr(file, "name", None))
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            upload, duplicate = _upload_once(user, data, sha256, filename)
+            break
+        except _StaleRead:
+            if attempt == _ATTEMPTS:
+                raise RuntimeError("The image kept changing during the upload.") from None
+    return UploadOutcome(
+        upload=upload_get_for_user(user=user, upload_id=upload.pk),
+        duplicate=duplicate,
+        top_k=top_k,
+    )
+
+
+def upload_delete(*, user: AbstractBaseUser, upload_id: int) -> None:
+    """Remove the user's upload; the image, its classifications and its files go with the
+    last upload that refers to them."""
+    with transaction.atomic():
+        upload = upload_get_for_user(user=user, upload_id=upload_id)
+        # Locking the image serialises this with uploads of the same bytes (PostgreSQL).
+        stored = StoredImage.objects.select_for_update().get(pk=upload.stored_image_id)
+        upload.delete()
+        if stored.uploads.exists():
+            return
+        paths = [
+            storage.media_path(stored.path),
+            storage.media_path(storage.thumbnail_relative_path(stored.sha256)),
+        ]
+        stored.delete()  # cascades to its classifications and their predictions
+        transaction.on_commit(lambda: [storage.remove_quietly(path) for path in paths])
+
+
+def _read_within_limit(file: File) -> bytes:
+    limit = settings.RECOGNITION_MAX_UPLOAD_BYTES
+    size = getattr(file, "size", None)
+    if size is not None and size > limit:
+        raise UploadTooLarge(limit)
+    if not isinstance(file, File):
+        file = File(file)
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in file.chunks():
+        total += len(chunk)
+        if total > limit:  # the reported size may be missing or wrong
+            raise UploadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _upload_once(
+    user: AbstractBaseUser, data: bytes, sha256: str, filename: str
+) -> tuple[Upload, bool]:
+    stored = StoredImage.objects.filter(sha256=sha256).first()
+    decoded = None
+    if stored is None:
+        decoded = decode_image(data, max_pixels=settings.RECOGNITION_MAX_PIXELS)
+        facts = _ImageFacts(
+            sha256=sha256,
+            path=storage.image_relative_path(sha256, decoded.format),
+            width=decoded.width,
+            height=decoded.height,
+            format=decoded.format,
+            byte_size=len(data),
+        )
+    else:
+        facts = _ImageFacts(
+            sha256, stored.path, stored.width, stored.height, stored.format, stored.byte_size
+        )
+
+    classifier = get_classifier()
+    model = classifier.identity()
+    known = stored is not None and Classification.objects.filter(
+        stored_image=stored, model_name=model.name, model_version=model.version
+    ).exists()
+    result = None
+    if not known:
+        # Inference runs outside any transaction: SQLite has one writer at a time.
+        decoded = decoded or decode_image(data, max_pixels=settings.RECOGNITION_MAX_PIXELS)
+        [result] = classifier.classify([decoded.image], top_k=MAX_TOP_K)
+        model = result.model
+
+    path = storage.media_path(facts.path)
+    wrote = storage.write_if_missing(path, data)
+    try:
+        with transaction.atomic():
+            stored = _get_or_create_stored_image(facts)
+            classification = _get_or_create_classification(stored, model, result)
+            upload, duplicate = _create_or_touch_upload(user, stored, classification, filename)
+    except BaseException:
+        if wrote and not _is_referenced(sha256):
+            storage.remove_quietly(path)
+        raise
+    # A concurrent delete of the last other upload may have removed the file meanwhile.
+    storage.write_if_missing(path, data)
+    return upload, duplicate
+
+
+def _get_or_create_stored_image(facts: _ImageFacts) -> StoredImage:
+    locked = StoredImage.objects.select_for_update()
+    stored = locked.filter(sha256=facts.sha256).first()
+    if stored is not None:
+        return stored
+    try:
+        with transaction.atomic():
+            return StoredImage.objects.create(
+                sha256=facts.sha256,
+                path=facts.path,
+                width=facts.width,
+                height=facts.height,
+                format=facts.format,
+                byte_size=facts.byte_size,
+            )
+    except IntegrityError:  # a concurrent upload of the same bytes got there first
+        return locked.get(sha256=facts.sha256)
+
+
+def _get_or_create_classification(
+    stored: StoredImage, model: engine.ModelIdentity, result: engine.Classification | None
+) -> Classification:
+    existing = Classification.objects.filter(
+        stored_image=stored, model_name=model.name, model_version=model.version
+    ).first()
+    if existing is not None:
+        return existing
+    if result is None:
+        raise _StaleRead()
+    top = result.predictions[0]
+    try:
+        with transaction.atomic():
+            classification = Classification.objects.create(
+                stored_image=stored,
+                model_name=model.name,
+                model_version=model.version,
+                inference_ms=max(result.inference_ms, 0.0),
+                top_label=top.label,
+                top_score=_probability(top.score),
+            )
+            Prediction.objects.bulk_create(
+                Prediction(
+                    classification=classification,
+                    rank=rank,
+                    label=prediction.label,
+                    index=prediction.index,
+                    score=_probability(prediction.score),
+                )
+                for rank, prediction in enumerate(result.predictions[:MAX_TOP_K], start=1)
+            )
+            return classification
+    except IntegrityError:  # the same image was classified concurrently by the same model
+        return Classification.objects.get(
+            stored_image=stored, model_name=model.name, model_version=model.version
+        )
+
+
+def _create_or_touch_upload(
+    user: AbstractBaseUser, stored: StoredImage, classification: Classification, filename: str
+) -> tuple[Upload, bool]:
+    now = timezone.now()
+    mine = Upload.objects.select_for_update().filter(user=user, stored_image=stored)
+    upload = mine.first()
+    if upload is None:
+        try:
+            with transaction.atomic():
+                upload = Upload.objects.create(
+                    user=user,
+                    stored_image=stored,
+                    classification=classification,
+                    original_filename=filename,
+                    created_at=now,
+                    last_uploaded_at=now,
+                )
+                return upload, False
+        except IntegrityError:  # the same user sent the same bytes twice at once
+            upload = mine.get()
+    upload.classification = classification
+    upload.last_uploaded_at = max(now, upload.created_at)
+    upload.save(update_fields=["classification", "last_uploaded_at"])
+    return upload, True
+
+
+def _is_referenced(sha256: str) -> bool:
+    try:
+        return StoredImage.objects.filter(sha256=sha256).exists()
+    except DatabaseError:
+        # Unsure: an orphan file is harmless, deleting a referenced one is not.
+        logger.exception("Could not check whether image %s is still referenced", sha256)
+        return True
+
+
+def _probability(score: float) -> float:
+    # float32 softmax can overshoot 1.0 by an ulp; the database insists on [0, 1].
+    return min(max(float(score), 0.0), 1.0)

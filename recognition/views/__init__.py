@@ -1,0 +1,1 @@
+"""Server-rendered pages: thin wrappers around the services and selectors."""

@@ -1,0 +1,104 @@
+"""Upload, history, detail and delete: the pages a signed-in user works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.uploadedfile import UploadedFile
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from .. import storage
+from ..engine.images import ImageRejected, NotAnImage
+from ..engine.service import ModelUnavailable
+from ..forms import HistorySearchForm, UploadForm
+from ..selectors import upload_get_for_user, upload_list_for_user
+from ..services import DEFAULT_TOP_K, UploadOutcome, UploadTooLarge, upload_classify, upload_delete
+
+HISTORY_PAGE_SIZE = 24
+DETAIL_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class FileResult:
+    filename: str
+    outcome: UploadOutcome | None = None
+    error: str | None = None
+    status: int = 200
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload_page(request: HttpRequest) -> HttpResponse:
+    results: list[FileResult] = []
+    status = 200
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            results = [_upload_one(request, file) for file in form.cleaned_data["images"]]
+            # All failed: answer with the first reason, as the API would for one file.
+            if not any(result.outcome for result in results):
+                status = results[0].status
+        else:
+            status = 400
+    else:
+        form = UploadForm()
+    context = {
+        "form": form,
+        "results": results,
+        "max_upload_bytes": settings.RECOGNITION_MAX_UPLOAD_BYTES,
+    }
+    return render(request, "recognition/upload.html", context, status=status)
+
+
+def _upload_one(request: HttpRequest, file: UploadedFile) -> FileResult:
+    name = file.name or "image"
+    try:
+        outcome = upload_classify(user=request.user, file=file, top_k=DEFAULT_TOP_K)
+    except UploadTooLarge as exc:
+        return FileResult(name, error=exc.message, status=413)
+    except ImageRejected as exc:
+        status = 415 if isinstance(exc, NotAnImage) else 400
+        return FileResult(name, error=exc.message, status=status)
+    except ModelUnavailable as exc:
+        return FileResult(name, error=f"Image recognition is unavailable: {exc}", status=503)
+    return FileResult(outcome.upload.original_filename, outcome=outcome)
+
+
+@login_required
+def history_page(request: HttpRequest) -> HttpResponse:
+    search = HistorySearchForm(request.GET)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
+    uploads = upload_list_for_user(user=request.user, label=query)
+    page = Paginator(uploads, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"search": search, "query": query, "page": page}
+    return render(request, "recognition/history.html", context)
+
+
+@login_required
+def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+    predictions = list(upload.classification.predictions.all())[:DETAIL_TOP_K]
+    context = {
+        "upload": upload,
+        "predictions": predictions,
+        "browser_formats": storage.BROWSER_FORMATS,
+    }
+    return render(request, "recognition/detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """GET asks for confirmation, POST deletes: works without JavaScript."""
+    upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+    if request.method == "POST":
+        upload_delete(user=request.user, upload_id=upload.pk)
+        messages.success(request, f"Deleted {upload.original_filename}.")
+        return redirect("history")
+    return render(request, "recognition/confirm_delete.html", {"upload": upload})

@@ -1,0 +1,74 @@
+"""A new active model classifies known images afresh, and keeps the old results."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torchvision
+
+from recognition.engine import artifact
+from recognition.engine.prepare import prepare
+from recognition.models import Classification
+from recognition.services import upload_classify
+from tests.web_fixtures import as_upload, media_files
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="session")
+def two_models_dir(tmp_path_factory, prepared_models_dir):
+    """The session's model plus a second one with other random weights."""
+    models_dir = tmp_path_factory.mktemp("two-models") / "models"
+    shutil.copytree(prepared_models_dir, models_dir)
+    first = artifact.active_key(models_dir)
+    torch.manual_seed(99)
+    weights = models_dir.parent / "other-weights.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    second = prepare(models_dir, weights_file=weights, custom=True).manifest.key
+    assert first != second
+    return models_dir, first, second
+
+
+def test_a_new_model_version_classifies_a_known_image_again_and_keeps_the_old_result(
+    alice, bob, make_image, two_models_dir, settings, inference_calls
+):
+    models_dir, first, second = two_models_dir
+    settings.RECOGNITION_MODELS_DIR = models_dir
+    artifact.activate(models_dir, first)
+    data = make_image()
+    before = upload_classify(user=alice, file=as_upload(data))
+    bobs_before = upload_classify(user=bob, file=as_upload(data))
+
+    artifact.activate(models_dir, second)
+    after = upload_classify(user=alice, file=as_upload(data))
+
+    old, new = before.upload.classification, after.upload.classification
+    assert after.duplicate is True
+    assert after.upload.pk == before.upload.pk
+    assert new.pk != old.pk
+    assert new.model_version == second.rsplit("-", 1)[1]
+    assert old.model_version == first.rsplit("-", 1)[1]
+    assert Classification.objects.filter(pk=old.pk).exists()
+    assert Classification.objects.filter(stored_image=new.stored_image).count() == 2
+    # Bob did not upload again: he keeps what he was shown.
+    bobs_before.upload.refresh_from_db()
+    assert bobs_before.upload.classification_id == old.pk
+    assert len(media_files()) == 1
+    assert inference_calls == [1, 1]  # Alice's first upload, then the new model's
+
+
+def test_the_second_upload_under_the_new_model_reuses_its_classification(
+    alice, bob, make_image, two_models_dir, settings
+):
+    models_dir, first, second = two_models_dir
+    settings.RECOGNITION_MODELS_DIR = models_dir
+    artifact.activate(models_dir, second)
+    data = make_image()
+    alices = upload_classify(user=alice, file=as_upload(data))
+
+    bobs = upload_classify(user=bob, file=as_upload(data))
+
+    assert bobs.upload.classification == alices.upload.classification
+    assert Classification.objects.count() == 1

@@ -1,0 +1,269 @@
+"""The server-rendered pages: upload, history, detail, delete, login and signup."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from recognition.classifier import get_classifier
+from recognition.models import Upload
+from recognition.services import upload_classify
+from tests.web_fixtures import PASSWORD, as_upload, media_files
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/history/", "/uploads/1/", "/uploads/1/delete/", "/uploads/1/image", "/uploads/1/thumbnail"]
+)
+def test_every_page_asks_an_anonymous_visitor_to_log_in(path):
+    response = Client().get(path)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_a_user_logs_in_and_lands_on_the_upload_page(alice):
+    client = Client()
+
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}, follow=True)
+
+    assert response.redirect_chain[-1][0] == "/"
+    assert "Recognise photos" in response.content.decode()
+
+
+def test_a_wrong_password_is_refused(alice):
+    response = Client().post("/accounts/login/", {"username": "alice", "password": "nope"})
+
+    assert response.status_code == 200
+    assert "did not match" in response.content.decode()
+
+
+def test_logging_out_takes_a_post_and_ends_the_session(alice_client):
+    assert alice_client.get("/accounts/logout/").status_code == 405
+
+    response = alice_client.post("/accounts/logout/")
+
+    assert response.status_code == 302
+    assert alice_client.get("/").status_code == 302
+
+
+def test_the_footer_names_the_active_model(alice_client):
+    model = get_classifier().identity()
+
+    html = alice_client.get("/").content.decode()
+
+    assert model.name in html
+    assert model.version in html
+
+
+def test_the_pages_still_work_without_a_model(alice_client, no_model):
+    response = alice_client.get("/")
+
+    assert response.status_code == 200
+    assert "No recognition model is ready yet" in response.content.decode()
+    assert Client().get("/accounts/login/").status_code == 200
+
+
+def test_the_upload_page_offers_a_multiple_file_form_that_works_without_javascript(alice_client):
+    html = alice_client.get("/").content.decode()
+
+    assert 'enctype="multipart/form-data"' in html
+    assert re.search(r'<input type="file" name="images"[^>]* multiple', html)
+    assert '<label for="id_images"' in html
+    assert "csrfmiddlewaretoken" in html
+    assert "/static/recognition/upload.js" in html
+
+
+def test_the_upload_page_classifies_several_files_at_once(alice_client, make_image):
+    files = [as_upload(make_image(), "one.jpg"), as_upload(make_image("PNG"), "two.png", "image/png")]
+
+    response = alice_client.post("/", {"images": files})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    uploads = list(Upload.objects.order_by("id"))
+    assert [u.original_filename for u in uploads] == ["one.jpg", "two.png"]
+    for upload in uploads:
+        top = upload.classification.predictions.first()
+        assert f"/uploads/{upload.pk}/thumbnail" in html
+        assert top.label in html
+        assert f"{top.score * 100:.1f}%" in html
+    assert html.count('class="prediction"') == 6
+    assert "Already uploaded" not in html
+
+
+def test_the_upload_page_marks_a_repeat(alice_client, make_image):
+    data = make_image()
+    alice_client.post("/", {"images": as_upload(data)})
+
+    response = alice_client.post("/", {"images": as_upload(data)})
+
+    assert "Already uploaded" in response.content.decode()
+    assert Upload.objects.count() == 1
+
+
+def test_the_upload_page_asks_for_a_file_when_none_was_chosen(alice_client):
+    response = alice_client.post("/", {})
+
+    assert response.status_code == 400
+    assert "Choose at least one image." in response.content.decode()
+
+
+def test_history_shows_the_users_uploads_newest_first(alice, alice_client, make_image):
+    names = ["first.jpg", "second.jpg", "third.jpg"]
+    for name in names:
+        upload_classify(user=alice, file=as_upload(make_image(), name))
+
+    html = alice_client.get("/history/").content.decode()
+
+    positions = [html.index(name) for name in reversed(names)]
+    assert positions == sorted(positions)
+    assert "3 uploads" in html
+    for upload in Upload.objects.all():
+        assert upload.classification.top_label in html
+        assert f"/uploads/{upload.pk}/thumbnail" in html
+
+
+def test_history_searches_by_label(alice, alice_client, make_image):
+    uploads = [upload_classify(user=alice, file=as_upload(make_image(), f"{n}.jpg")).upload for n in range(4)]
+    label = uploads[0].classification.top_label
+    matching = {u.pk for u in uploads if label in [p.label for p in u.classification.predictions.all()[:3]]}
+
+    response = alice_client.get("/history/", {"q": label.upper()})
+
+    found = {u.pk for u in response.context["page"].object_list}
+    assert found == matching
+    assert uploads[0].pk in found
+    html = alice_client.get("/history/", {"q": "zzz no such label"}).content.decode()
+    assert "None of your uploads has a label matching" in html
+
+
+def test_history_is_paginated(alice, alice_client, make_image, monkeypatch):
+    from recognition.views import pages
+
+    monkeypatch.setattr(pages, "HISTORY_PAGE_SIZE", 2)
+    for n in range(5):
+        upload_classify(user=alice, file=as_upload(make_image(), f"{n}.jpg"))
+
+    first = alice_client.get("/history/")
+    last = alice_client.get("/history/", {"page": 3})
+
+    assert len(first.context["page"].object_list) == 2
+    assert "Page 1 of 3" in first.content.decode()
+    assert 'rel="next" href="?page=2"' in first.content.decode()
+    assert [u.original_filename for u in last.context["page"].object_list] == ["0.jpg"]
+    assert alice_client.get("/history/", {"page": 99}).status_code == 200
+
+
+def test_an_empty_history_invites_an_upload(alice_client):
+    assert "You have not uploaded anything yet" in alice_client.get("/history/").content.decode()
+
+
+def test_the_detail_page_shows_the_image_predictions_model_and_file_facts(alice, alice_client, make_image):
+    upload = upload_classify(user=alice, file=as_upload(make_image(), "cat.jpg")).upload
+
+    response = alice_client.get(f"/uploads/{upload.pk}/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    classification = upload.classification
+    assert f'src="/uploads/{upload.pk}/image"' in html
+    assert 'alt="cat.jpg, recognised as' in html
+    for prediction in classification.predictions.all()[:5]:
+        assert prediction.label in html
+    assert classification.model_name in html and classification.model_version in html
+    assert "64 × 48 pixels" in html
+    assert upload.stored_image.sha256 in html
+    assert f"/uploads/{upload.pk}/delete/" in html
+
+
+def test_the_image_and_thumbnail_are_served_to_their_owner(alice, alice_client, make_image):
+    data = make_image(size=(600, 400))
+    upload = upload_classify(user=alice, file=as_upload(data, "big.jpg")).upload
+
+    image = alice_client.get(f"/uploads/{upload.pk}/image")
+    thumbnail = alice_client.get(f"/uploads/{upload.pk}/thumbnail")
+
+    assert image.status_code == 200
+    assert image["Content-Type"] == "image/jpeg"
+    assert b"".join(image.streaming_content) == data
+    assert "sandbox" in image["Content-Security-Policy"]
+    assert thumbnail.status_code == 200
+    assert thumbnail["Content-Type"] == "image/jpeg"
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert Image.open(BytesIO(b"".join(thumbnail.streaming_content))).size == (256, 171)
+
+
+def test_a_thumbnail_is_made_once_and_then_reused(alice, bob, alice_client, bob_client, make_image, monkeypatch):
+    from recognition import thumbnails
+
+    data = make_image()
+    alices = upload_classify(user=alice, file=as_upload(data)).upload
+    bobs = upload_classify(user=bob, file=as_upload(data)).upload
+    made = []
+    real_write = thumbnails.storage.write_atomically
+    monkeypatch.setattr(thumbnails.storage, "write_atomically", lambda *a: made.append(a) or real_write(*a))
+
+    for _ in range(2):
+        assert alice_client.get(f"/uploads/{alices.pk}/thumbnail").status_code == 200
+        assert bob_client.get(f"/uploads/{bobs.pk}/thumbnail").status_code == 200
+
+    assert len(made) == 1
+    assert len(media_files("thumbnails")) == 1
+
+
+def test_deleting_asks_for_confirmation_and_then_removes_the_upload(
+    alice, alice_client, make_image, django_capture_on_commit_callbacks
+):
+    upload = upload_classify(user=alice, file=as_upload(make_image(), "cat.jpg")).upload
+
+    confirm = alice_client.get(f"/uploads/{upload.pk}/delete/")
+    assert "Delete cat.jpg?" in confirm.content.decode()
+    assert Upload.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_client.post(f"/uploads/{upload.pk}/delete/", follow=True)
+
+    assert response.redirect_chain[-1][0] == "/history/"
+    assert "Deleted cat.jpg." in response.content.decode()
+    assert not Upload.objects.exists()
+    assert not media_files()
+
+
+def test_an_unknown_page_gets_the_friendly_404(alice_client):
+    response = alice_client.get("/no/such/page/")
+
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode()
+
+
+def test_signup_does_not_exist_unless_it_is_allowed():
+    assert Client().get("/accounts/signup/").status_code == 404
+    assert "Sign up" not in Client().get("/accounts/login/").content.decode()
+
+
+def test_signup_creates_an_ordinary_user_when_allowed(settings, django_user_model):
+    settings.RECOGNITION_ALLOW_SIGNUP = True
+    client = Client()
+
+    response = client.post(
+        "/accounts/signup/",
+        {"username": "carol", "password1": PASSWORD, "password2": PASSWORD, "is_staff": "on"},
+    )
+
+    assert response.status_code == 302
+    carol = django_user_model.objects.get(username="carol")
+    assert not carol.is_staff and not carol.is_superuser
+    assert client.get("/").status_code == 200
+
+
+def test_static_files_are_served_by_the_app_itself(alice_client):
+    response = alice_client.get("/static/recognition/site.css")
+
+    assert response.status_code == 200

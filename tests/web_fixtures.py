@@ -1,0 +1,160 @@
+"""Fixtures for the web layer: named users, their clients, and images made in memory.
+
+Alice and Bob are ordinary users who must never see each other's uploads; `superuser`
+reviews everything in the admin.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from PIL import Image
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from recognition.engine.service import Classifier
+
+PASSWORD = "correct horse battery staple"
+
+ImageFactory = Callable[..., bytes]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory) -> None:
+    """A file-backed SQLite test database, so threads in the concurrency tests get real,
+    separate connections (the default in-memory one shares a cache and locks tables)."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+# --- Users and clients ------------------------------------------------------------
+
+
+@pytest.fixture
+def alice(django_user_model, db):
+    return django_user_model.objects.create_user(username="alice", password=PASSWORD)
+
+
+@pytest.fixture
+def bob(django_user_model, db):
+    return django_user_model.objects.create_user(username="bob", password=PASSWORD)
+
+
+@pytest.fixture
+def superuser(django_user_model, db):
+    return django_user_model.objects.create_superuser(
+        username="root", email="root@example.com", password=PASSWORD
+    )
+
+
+def _logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice) -> Client:
+    return _logged_in(alice)
+
+
+@pytest.fixture
+def bob_client(bob) -> Client:
+    return _logged_in(bob)
+
+
+@pytest.fixture
+def superuser_client(superuser) -> Client:
+    return _logged_in(superuser)
+
+
+def _token_client(user) -> APIClient:
+    client = APIClient()
+    token = Token.objects.create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def alice_api(alice) -> APIClient:
+    return _token_client(alice)
+
+
+@pytest.fixture
+def bob_api(bob) -> APIClient:
+    return _token_client(bob)
+
+
+# --- Images -----------------------------------------------------------------------
+
+_seeds = itertools.count(1)
+
+
+def image_bytes(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
+    """Random-noise pixels: each seed gives different bytes, and noise keeps JPEGs big
+    enough that cutting one in half damages its pixel data, not just its end."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_image() -> ImageFactory:
+    """Different bytes on every call, unless a seed is given."""
+
+    def make(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), seed: int | None = None) -> bytes:
+        return image_bytes(image_format, size, next(_seeds) if seed is None else seed)
+
+    return make
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims another size (a decompression bomb's shape)."""
+    data = bytearray(image_bytes("PNG", (1, 1)))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def as_upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+# --- What was written -------------------------------------------------------------
+
+
+def media_files(kind: str = "images") -> list[Path]:
+    """Files under MEDIA_ROOT/<kind>, leftover temporary files included."""
+    root = Path(settings.MEDIA_ROOT) / kind
+    return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def inference_calls(monkeypatch) -> Iterator[list[int]]:
+    """Counts the images the real classifier is asked to classify (one entry per call),
+    whichever Classifier instance the process uses."""
+    real_classify = Classifier.classify
+    calls: list[int] = []
+
+    def counting_classify(self, images, top_k=3):
+        calls.append(len(images))
+        return real_classify(self, images, top_k=top_k)
+
+    monkeypatch.setattr(Classifier, "classify", counting_classify)
+    yield calls
