@@ -135,7 +135,13 @@ def load_state_dict(path: Path) -> OrderedDict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise WeightsError(f"The weights file {path} cannot be read as a PyTorch state dict: {exc}")
+        # torch's own message runs to several paragraphs and suggests weights_only=False,
+        # which would let the file run code: say it in our words, keep torch's as the cause.
+        raise WeightsError(
+            f"The weights file {path} cannot be read as a PyTorch state dict: it is damaged, "
+            "not a PyTorch file, or holds more than tensors. Save the weights with "
+            "torch.save(model.state_dict(), PATH) and try again."
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

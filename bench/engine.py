@@ -1,0 +1,156 @@
+"""Speed of the served ResNet-18 artifact against torchvision's eager model.
+
+    .venv/bin/python bench/engine.py [--threads N] [--warmup 10] [--iterations 50]
+
+Times the forward pass only (inputs are ready-made tensors: decoding and preprocessing
+cost the same for both), at batch 1 and 8. The artifact is built by prepare() and loaded
+the way the service loads it (artifact.load_for_inference). The weights are random:
+speed does not depend on their values, and no download is needed. The two models are
+timed in alternation, so a busy machine slows both alike.
+
+Prints a table and writes bench/results/engine.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from recognition.engine import artifact  # noqa: E402
+from recognition.engine.prepare import prepare  # noqa: E402
+
+BATCH_SIZES = (1, 8)
+RESULTS = REPO / "bench" / "results" / "engine.json"
+
+
+@dataclass(frozen=True)
+class Timing:
+    batch: int
+    model: str  # "eager" or "artifact"
+    images_per_s: float
+    p50_ms: float
+    p95_ms: float
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="default: all cores")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls per model and batch")
+    parser.add_argument(
+        "--iterations", type=int, default=50, help="timed calls per model and batch"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    eager, served = _models()
+    timings: list[Timing] = []
+    for batch in BATCH_SIZES:
+        inputs = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+        latencies = _alternating_latencies(
+            {"eager": eager, "artifact": served}, inputs, args.warmup, args.iterations
+        )
+        timings += [_summarise(batch, name, seconds) for name, seconds in latencies.items()]
+
+    ratios = {batch: _ratio(timings, batch) for batch in BATCH_SIZES}
+    report = {
+        "model": "resnet18",
+        "weights": "random-init (speed does not depend on the values)",
+        "measures": "forward pass only, torch.inference_mode, CPU",
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "warmup": args.warmup,
+        "iterations": args.iterations,
+        "timings": [asdict(t) for t in timings],
+        "artifact_over_eager_images_per_s": {str(b): r for b, r in ratios.items()},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    _print_table(report, timings, ratios)
+    print(f"\nWritten to {args.output}")
+
+
+def _models() -> tuple[torch.nn.Module, torch.jit.ScriptModule]:
+    torch.manual_seed(0)
+    eager = torchvision.models.resnet18(weights=None).eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        weights = Path(scratch) / "resnet18-random.pth"
+        torch.save(eager.state_dict(), weights)
+        manifest = prepare(Path(scratch) / "models", weights_file=weights, custom=True).manifest
+        served = artifact.load_for_inference(manifest.artifact_path)
+    return eager, served
+
+
+def _alternating_latencies(
+    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    inputs: torch.Tensor,
+    warmup: int,
+    iterations: int,
+) -> dict[str, list[float]]:
+    latencies: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for model in models.values():
+                model(inputs)
+        for _ in range(iterations):
+            for name, model in models.items():
+                started = time.perf_counter()
+                model(inputs)
+                latencies[name].append(time.perf_counter() - started)
+    return latencies
+
+
+def _summarise(batch: int, name: str, seconds: list[float]) -> Timing:
+    milliseconds = np.array(seconds) * 1000
+    return Timing(
+        batch=batch,
+        model=name,
+        images_per_s=batch * len(seconds) / sum(seconds),
+        p50_ms=float(np.percentile(milliseconds, 50)),
+        p95_ms=float(np.percentile(milliseconds, 95)),
+    )
+
+
+def _ratio(timings: list[Timing], batch: int) -> float:
+    speed = {t.model: t.images_per_s for t in timings if t.batch == batch}
+    return speed["artifact"] / speed["eager"]
+
+
+def _print_table(report: dict, timings: list[Timing], ratios: dict[int, float]) -> None:
+    print(
+        f"ResNet-18 with RANDOM-INIT weights (speed only), torch {report['torch_version']}, "
+        f"{report['threads']} threads of {report['cpu_count']} cores, "
+        f"{report['warmup']} warm-up + {report['iterations']} timed calls, forward pass only"
+    )
+    print(f"{'batch':>5}  {'model':<8}  {'images/s':>9}  {'p50 ms':>8}  {'p95 ms':>8}")
+    for t in timings:
+        print(
+            f"{t.batch:>5}  {t.model:<8}  {t.images_per_s:>9.1f}  "
+            f"{t.p50_ms:>8.1f}  {t.p95_ms:>8.1f}"
+        )
+    print(
+        "artifact/eager images/s: "
+        + ", ".join(f"batch {batch}: {ratio:.2f}×" for batch, ratio in ratios.items())
+    )
+
+
+if __name__ == "__main__":
+    main()

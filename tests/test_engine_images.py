@@ -1,0 +1,198 @@
+"""decode_image: every bad input gets its own exception; odd but valid pictures decode
+to the RGB picture a person would see."""
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recognition.engine.images import (
+    CorruptImage,
+    EmptyImage,
+    NotAnImage,
+    TooManyPixels,
+    decode_image,
+)
+from recognition.engine.service import Classifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _encode(image: Image.Image, image_format: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **params)
+    return buffer.getvalue()
+
+
+def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A real 8×8 PNG whose header says it is width × height, with a valid header CRC,
+    so only the pixel count can give it away."""
+    data = bytearray(_encode(_noise(8, 8), "PNG"))
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_it_rejects_empty_bytes_as_an_empty_file():
+    with pytest.raises(EmptyImage):
+        decode_image(b"")
+
+
+def test_it_rejects_a_text_file_as_not_an_image():
+    with pytest.raises(NotAnImage):
+        decode_image(b"name,score\nalice,3\nbob,4\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        b'<rect width="10" height="10" fill="red"/></svg>',
+        b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>",
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n",
+    ],
+    ids=["svg", "html", "pdf"],
+)
+def test_it_rejects_svg_html_and_pdf_as_not_an_image(data):
+    with pytest.raises(NotAnImage):
+        decode_image(data)
+
+
+def test_it_rejects_a_format_pillow_reads_but_the_service_does_not_accept():
+    pcx = _encode(_noise(16, 16), "PCX")
+    assert Image.open(io.BytesIO(pcx)).format == "PCX"  # Pillow itself would decode it
+
+    with pytest.raises(NotAnImage):
+        decode_image(pcx)
+
+
+def test_it_rejects_a_truncated_jpeg_as_corrupt():
+    whole = _encode(_noise(256, 256), "JPEG", quality=95)
+    decode_image(whole)  # the uncut file is fine
+
+    with pytest.raises(CorruptImage):
+        decode_image(whole[: len(whole) // 2])
+
+
+def test_it_rejects_a_png_whose_header_claims_fifty_thousand_pixels_square():
+    with pytest.raises(TooManyPixels):
+        decode_image(_png_claiming(50_000, 50_000))
+
+
+def test_it_rejects_a_picture_just_over_the_configured_pixel_limit():
+    with pytest.raises(TooManyPixels) as caught:
+        decode_image(_encode(_noise(101, 100), "PNG"), max_pixels=10_000)
+
+    assert "101 × 100" in caught.value.message
+
+
+def test_refusing_a_huge_header_uses_almost_no_memory(tmp_path):
+    """Decoding 50 000 × 50 000 RGB would take 7.5 GB. Measured in a fresh process, whose
+    peak memory is not hidden by what earlier tests allocated; its address space is
+    also capped, so an attempt to allocate the pixels fails outright."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_claiming(50_000, 50_000))
+    script = """
+import json, resource, sys
+from recognition.engine.images import decode_image
+data = open(sys.argv[1], "rb").read()
+status = open("/proc/self/status").read().splitlines()
+size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, ((size_kb + 1024 * 1024) * 1024, resource.RLIM_INFINITY))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    decode_image(data)
+    outcome = "decoded"
+except Exception as exc:
+    outcome = type(exc).__name__
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"outcome": outcome, "peak_growth_kb": after - before}))
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(completed.stdout)
+
+    assert report["outcome"] == "TooManyPixels"
+    assert report["peak_growth_kb"] < 50 * 1024
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10_000, 20)], ids=["1x1", "10000x20-strip"])
+def test_a_tiny_or_extremely_elongated_picture_is_valid_and_gets_results(
+    size, prepared_models_dir
+):
+    decoded = decode_image(_encode(_noise(*size), "PNG"))
+
+    (result,) = Classifier(prepared_models_dir).classify([decoded.image], top_k=3)
+
+    assert (decoded.width, decoded.height) == size
+    assert len(result.predictions) == 3
+    assert all(0.0 < p.score <= 1.0 for p in result.predictions)
+
+
+def test_only_the_first_frame_of_an_animated_gif_is_used():
+    red = Image.new("RGB", (8, 8), (255, 0, 0))
+    blue = Image.new("RGB", (8, 8), (0, 0, 255))
+    gif = _encode(red, "GIF", save_all=True, append_images=[blue], duration=100, loop=0)
+    animation = Image.open(io.BytesIO(gif))
+    animation.seek(1)
+    assert animation.n_frames == 2 and animation.convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+    decoded = decode_image(gif)
+
+    assert decoded.format == "GIF"
+    assert decoded.image.getpixel((4, 4)) == (255, 0, 0)
+
+
+def test_transparency_is_composited_on_white():
+    rgba = Image.new("RGBA", (3, 1))
+    rgba.putdata([(0, 0, 0, 0), (0, 0, 0, 128), (10, 20, 30, 255)])
+
+    decoded = decode_image(_encode(rgba, "PNG"))
+
+    assert decoded.image.mode == "RGB"
+    assert decoded.image.getpixel((0, 0)) == (255, 255, 255)
+    assert all(126 <= channel <= 128 for channel in decoded.image.getpixel((1, 0)))
+    assert decoded.image.getpixel((2, 0)) == (10, 20, 30)
+
+
+def test_a_palette_picture_with_a_transparent_index_is_composited_on_white():
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 0, 0] + [0, 0, 0] * 254)
+    palette.putdata([0, 1])
+
+    decoded = decode_image(_encode(palette, "PNG", transparency=0))
+
+    assert decoded.image.getpixel((0, 0)) == (255, 255, 255)
+    assert decoded.image.getpixel((1, 0)) == (200, 0, 0)
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits_not_clipped():
+    levels = np.array([[0, 32_768, 65_535]], dtype=np.uint16)
+    png = _encode(Image.fromarray(levels), "PNG")
+    assert Image.open(io.BytesIO(png)).mode.startswith("I")  # stored with 16 bits
+
+    decoded = decode_image(png)
+
+    black, middle, white = (decoded.image.getpixel((x, 0)) for x in range(3))
+    assert black == (0, 0, 0)
+    assert middle[0] in (127, 128) and len(set(middle)) == 1
+    assert white == (255, 255, 255)
