@@ -1,30 +1,35 @@
 """The one classifier of this process, configured from Django settings."""
 
 import threading
+from pathlib import Path
 
 from django.conf import settings
 
 from .engine.service import Classifier
 
 _lock = threading.Lock()
-_classifier: Classifier | None = None
+_classifiers: dict[tuple, Classifier] = {}
 
 
 def get_classifier() -> Classifier:
-    global _classifier
-    if _classifier is None:
+    """One classifier per configuration: in production that is one per process; tests
+    that point the settings elsewhere get their own, and the model stays loaded."""
+    key = (
+        Path(settings.RECOGNITION_MODELS_DIR),
+        settings.RECOGNITION_MODEL,
+        settings.RECOGNITION_TORCH_THREADS,
+    )
+    classifier = _classifiers.get(key)
+    if classifier is None:
         with _lock:
-            if _classifier is None:
-                _classifier = Classifier(
-                    settings.RECOGNITION_MODELS_DIR,
-                    model=settings.RECOGNITION_MODEL,
-                    threads=settings.RECOGNITION_TORCH_THREADS,
-                )
-    return _classifier
+            classifier = _classifiers.get(key)
+            if classifier is None:
+                classifier = Classifier(key[0], model=key[1], threads=key[2])
+                _classifiers[key] = classifier
+    return classifier
 
 
 def reset_classifier() -> None:
-    """Forget the process's classifier, so the next call reads settings again (tests)."""
-    global _classifier
+    """Forget every classifier, so the next call loads the model again."""
     with _lock:
-        _classifier = None
+        _classifiers.clear()

@@ -43,15 +43,17 @@ def recognition_settings(settings, tmp_path, prepared_models_dir, monkeypatch):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
+    settings.STATIC_ROOT = None
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    reset_classifier()
     yield settings
-    reset_classifier()
+    # The session model stays loaded across tests; models a test pointed the settings
+    # at are dropped with it, so they do not pile up in memory.
+    if settings.RECOGNITION_MODELS_DIR != prepared_models_dir or settings.RECOGNITION_MODEL:
+        reset_classifier()
 
 
 @pytest.fixture
 def no_model(settings, tmp_path):
     """A server on which no model has been prepared."""
     settings.RECOGNITION_MODELS_DIR = tmp_path / "no-models"
-    reset_classifier()
     return settings.RECOGNITION_MODELS_DIR
