@@ -9,7 +9,7 @@ workers = int(os.getenv("WEB_CONCURRENCY", "1"))
 threads = int(os.getenv("GUNICORN_THREADS", "4"))
 timeout = int(os.getenv("GUNICORN_TIMEOUT", "60"))
 max_requests = int(os.getenv("GUNICORN_MAX_REQUESTS", "0"))
-accesslog = "-"
+accesslog = os.getenv("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access log
 wsgi_app = "classifier_site.wsgi:application"
 
 
@@ -27,3 +27,10 @@ def post_worker_init(worker):
     except ModelUnavailable as exc:
         # Serve anyway: pages work and uploads answer 503 with the fix, until it is fixed.
         worker.log.warning("Model unavailable: %s", exc)
+
+
+def worker_exit(server, worker):
+    """Answer the requests already waiting for the model before the worker goes."""
+    from recognition.classifier import reset_classifier
+
+    reset_classifier()

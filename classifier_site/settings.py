@@ -170,6 +170,15 @@ RECOGNITION_MODELS_DIR = Path(os.getenv("RECOGNITION_MODELS_DIR", DATA_DIR / "mo
 # Serve this prepared model instead of the one prepare_model made active last.
 RECOGNITION_MODEL = os.getenv("RECOGNITION_MODEL") or None
 RECOGNITION_TORCH_THREADS = envint("RECOGNITION_TORCH_THREADS", None, minimum=1)
+RECOGNITION_BACKEND = os.getenv("RECOGNITION_BACKEND", "onnxruntime")
+if RECOGNITION_BACKEND not in ("onnxruntime", "torchscript"):
+    raise ImproperlyConfigured(
+        f"RECOGNITION_BACKEND must be onnxruntime or torchscript, not {RECOGNITION_BACKEND!r}"
+    )
+# Concurrent requests share one forward pass of up to this many images, waiting at most
+# this long for company (only while other requests are on their way). 1 turns it off.
+RECOGNITION_MAX_BATCH = envint("RECOGNITION_MAX_BATCH", 8, minimum=1)
+RECOGNITION_BATCH_WAIT_MS = envint("RECOGNITION_BATCH_WAIT_MS", 5, minimum=0)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 RECOGNITION_MAX_PIXELS = envint("RECOGNITION_MAX_PIXELS", 40_000_000, minimum=1)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .engine.batching import BatchingClassifier
 from .engine.service import Classifier
 
 _lock = threading.Lock()
@@ -18,18 +19,36 @@ def get_classifier() -> Classifier:
         Path(settings.RECOGNITION_MODELS_DIR),
         settings.RECOGNITION_MODEL,
         settings.RECOGNITION_TORCH_THREADS,
+        settings.RECOGNITION_BACKEND,
+        settings.RECOGNITION_MAX_BATCH,
+        settings.RECOGNITION_BATCH_WAIT_MS,
     )
     classifier = _classifiers.get(key)
     if classifier is None:
         with _lock:
             classifier = _classifiers.get(key)
             if classifier is None:
-                classifier = Classifier(key[0], model=key[1], threads=key[2])
+                classifier = _build(*key)
                 _classifiers[key] = classifier
     return classifier
 
 
+def _build(models_dir, model, threads, backend, max_batch, wait_ms) -> Classifier:
+    if max_batch > 1:
+        return BatchingClassifier(
+            models_dir,
+            model=model,
+            threads=threads,
+            backend=backend,
+            max_batch=max_batch,
+            max_wait_ms=wait_ms,
+        )
+    return Classifier(models_dir, model=model, threads=threads, backend=backend)
+
+
 def reset_classifier() -> None:
-    """Forget every classifier, so the next call loads the model again."""
+    """Close and forget every classifier, so the next call loads the model again."""
     with _lock:
+        for classifier in _classifiers.values():
+            classifier.close()
         _classifiers.clear()

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from recognition.models import Classification, Prediction, StoredImage, Upload
-from tests.web_fixtures import as_upload, media_files, png_claiming_size
+from tests.web_fixtures import as_upload, media_files, patch_every_classifier, png_claiming_size
 
 pytestmark = pytest.mark.django_db
 
@@ -148,12 +148,15 @@ def test_it_answers_503_when_no_model_is_prepared_and_writes_nothing(alice_api, 
 
 
 def test_a_failing_model_is_a_503_not_a_500(alice_api, make_image, monkeypatch):
-    from recognition.engine.service import Classifier, ModelUnavailable
+    from recognition.engine.service import ModelUnavailable
 
-    def unavailable(self, images, top_k=3):
-        raise ModelUnavailable("The model artifact model.ts is missing. Run `python manage.py prepare_model`.")
+    def unavailable(real_classify):
+        def classify(self, images, top_k=3):
+            raise ModelUnavailable("The model artifact is missing. Run `python manage.py prepare_model`.")
 
-    monkeypatch.setattr(Classifier, "classify", unavailable)
+        return classify
+
+    patch_every_classifier(monkeypatch, unavailable)
 
     response = alice_api.post(URL, {"image": as_upload(make_image())}, format="multipart")
 

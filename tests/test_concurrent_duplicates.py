@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from recognition.engine.service import Classifier
 from recognition.models import Classification, Prediction, StoredImage, Upload
 from recognition.services import UploadOutcome, upload_classify
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, media_files, patch_every_classifier
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,13 +21,15 @@ def inference_in_step(monkeypatch):
     """Holds each inference until the other request is inferring too, so both have
     decided the image is new before either writes: the race, every time."""
     barrier = threading.Barrier(2, timeout=30)
-    real_classify = Classifier.classify
 
-    def classify_together(self, images, top_k=3):
-        barrier.wait()
-        return real_classify(self, images, top_k=top_k)
+    def in_step(real_classify):
+        def classify_together(self, images, top_k=3):
+            barrier.wait()
+            return real_classify(self, images, top_k=top_k)
 
-    monkeypatch.setattr(Classifier, "classify", classify_together)
+        return classify_together
+
+    patch_every_classifier(monkeypatch, in_step)
     return barrier
 
 

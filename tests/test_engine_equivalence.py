@@ -11,6 +11,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from recognition.engine.backends import BACKENDS
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessing, Preprocessor
 from recognition.engine.service import Classifier
@@ -86,9 +87,10 @@ def eager_model(random_weights_file) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def classifier(prepared_models_dir) -> Classifier:
-    return Classifier(prepared_models_dir)
+@pytest.fixture(scope="module", params=BACKENDS)
+def classifier(request, prepared_models_dir) -> Classifier:
+    """Each backend the service can run must match the eager model."""
+    return Classifier(prepared_models_dir, backend=request.param)
 
 
 def _served_probabilities(classifier: Classifier, image: Image.Image) -> torch.Tensor:

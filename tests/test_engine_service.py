@@ -10,7 +10,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from recognition.engine.artifact import ARTIFACT_NAME, active_key
+from recognition.engine.artifact import Manifest, active_key
+from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.prepare import prepare
 from recognition.engine.service import Classifier, ModelUnavailable
 
@@ -30,8 +31,14 @@ def models_dir(prepared_models_dir, tmp_path) -> Path:
     return copy
 
 
-def _artifact(models_dir: Path) -> Path:
-    return models_dir / active_key(models_dir) / ARTIFACT_NAME
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+def _artifact(models_dir: Path, backend: str) -> Path:
+    manifest = Manifest.read(models_dir / active_key(models_dir))
+    return artifact_for(manifest, backend)[0]
 
 
 def _flip_bytes(path: Path) -> None:
@@ -41,30 +48,30 @@ def _flip_bytes(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_it_refuses_a_tampered_artifact_and_says_to_run_prepare_model(models_dir):
-    _flip_bytes(_artifact(models_dir))
-    classifier = Classifier(models_dir)
+def test_it_refuses_a_tampered_artifact_and_says_to_run_prepare_model(models_dir, backend):
+    _flip_bytes(_artifact(models_dir, backend))
+    classifier = Classifier(models_dir, backend=backend)
 
     with pytest.raises(ModelUnavailable, match="prepare_model"):
         classifier.classify([_picture(0)])
     assert not classifier.is_ready()
 
 
-def test_it_refuses_an_artifact_tampered_with_after_it_was_loaded(models_dir):
-    classifier = Classifier(models_dir)
+def test_it_refuses_an_artifact_tampered_with_after_it_was_loaded(models_dir, backend):
+    classifier = Classifier(models_dir, backend=backend)
     classifier.classify([_picture(0)])
 
-    _flip_bytes(_artifact(models_dir))
+    _flip_bytes(_artifact(models_dir, backend))
 
     with pytest.raises(ModelUnavailable, match="does not match its manifest"):
         classifier.classify([_picture(0)])
 
 
-def test_a_missing_artifact_makes_the_model_unavailable(models_dir):
-    _artifact(models_dir).unlink()
+def test_a_missing_artifact_makes_the_model_unavailable(models_dir, backend):
+    _artifact(models_dir, backend).unlink()
 
     with pytest.raises(ModelUnavailable, match="prepare_model"):
-        Classifier(models_dir).classify([_picture(0)])
+        Classifier(models_dir, backend=backend).classify([_picture(0)])
 
 
 def test_an_empty_models_folder_makes_the_model_unavailable(tmp_path):
@@ -74,15 +81,17 @@ def test_an_empty_models_folder_makes_the_model_unavailable(tmp_path):
         classifier.identity()
 
 
-def test_the_same_classifier_recovers_when_the_artifact_comes_back(models_dir, tmp_path):
-    classifier = Classifier(models_dir)
+def test_the_same_classifier_recovers_when_the_artifact_comes_back(
+    models_dir, tmp_path, backend
+):
+    classifier = Classifier(models_dir, backend=backend)
     before = classifier.classify([_picture(0)], top_k=5)[0].predictions
-    artifact = _artifact(models_dir)
-    artifact.rename(tmp_path / "set-aside.ts")
+    artifact = _artifact(models_dir, backend)
+    artifact.rename(tmp_path / "set-aside")
     with pytest.raises(ModelUnavailable):
         classifier.classify([_picture(0)])
 
-    (tmp_path / "set-aside.ts").rename(artifact)
+    (tmp_path / "set-aside").rename(artifact)
 
     assert classifier.is_ready()
     after = classifier.classify([_picture(0)], top_k=5)[0].predictions

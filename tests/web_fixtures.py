@@ -22,6 +22,7 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from recognition.engine.batching import BatchingClassifier
 from recognition.engine.service import Classifier
 
 PASSWORD = "correct horse battery staple"
@@ -145,16 +146,24 @@ def media_files(kind: str = "images") -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
+def patch_every_classifier(monkeypatch, wrap) -> None:
+    """Replace classify() on both classifier kinds (batching or not) with wrap(real)."""
+    for kind in (Classifier, BatchingClassifier):
+        monkeypatch.setattr(kind, "classify", wrap(kind.classify))
+
+
 @pytest.fixture
 def inference_calls(monkeypatch) -> Iterator[list[int]]:
     """Counts the images the real classifier is asked to classify (one entry per call),
-    whichever Classifier instance the process uses."""
-    real_classify = Classifier.classify
+    whichever Classifier instance (batching or not) the process uses."""
     calls: list[int] = []
 
-    def counting_classify(self, images, top_k=3):
-        calls.append(len(images))
-        return real_classify(self, images, top_k=top_k)
+    def counting(real_classify):
+        def counting_classify(self, images, top_k=3):
+            calls.append(len(images))
+            return real_classify(self, images, top_k=top_k)
 
-    monkeypatch.setattr(Classifier, "classify", counting_classify)
+        return counting_classify
+
+    patch_every_classifier(monkeypatch, counting)
     yield calls

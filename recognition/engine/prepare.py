@@ -34,8 +34,9 @@ class PrepareOutcome:
             state = "is the active model" if self.was_active else "is now the active model"
             return f"{what} is already prepared and {state}; nothing to do."
         return (
-            f"Prepared {what}: {m.artifact_path} "
-            f"(max abs difference to the eager model {m.max_abs_diff:.2e}). It is now the active model."
+            f"Prepared {what} in {m.directory}: max abs difference to the eager model "
+            f"{m.max_abs_diff:.2e} (TorchScript), {m.onnx_max_abs_diff:.2e} (ONNX). "
+            "It is now the active model."
         )
 
 

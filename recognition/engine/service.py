@@ -1,5 +1,5 @@
-"""The process-wide classifier: loads the active TorchScript artifact once, verifies it,
-and turns batches of images into top-k labels."""
+"""The process-wide classifier: loads the active model once, verifies it, and turns
+batches of images into top-k labels."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .artifact import (
-    ACTIVE_POINTER,
-    ArtifactError,
-    Manifest,
-    load_active_manifest,
-    load_for_inference,
-    sha256_file,
-)
+from .artifact import ACTIVE_POINTER, ArtifactError, Manifest, load_active_manifest
+from .backends import DEFAULT_BACKEND, BackendError, Runner, artifact_for, load_runner
 from .preprocess import Preprocessor
 
 
@@ -46,73 +40,81 @@ class ModelIdentity:
 class Classification:
     predictions: tuple[Prediction, ...]
     model: ModelIdentity
-    inference_ms: float  # this image's share of the batch's preprocessing + forward pass
+    inference_ms: float  # this image's preprocessing plus its share of the forward pass
 
 
-@dataclass
-class _Loaded:
+@dataclass(frozen=True)
+class LoadedModel:
     manifest: Manifest
     identity: ModelIdentity
-    module: torch.jit.ScriptModule
+    forward: Runner  # preprocessed batch -> logits
     preprocessor: Preprocessor
     categories: tuple[str, ...]
     signature: tuple
+
+    def top_k(self, logits: torch.Tensor, top_k: int) -> list[tuple[Prediction, ...]]:
+        k = max(1, min(int(top_k), len(self.categories)))
+        scores, indices = torch.softmax(logits, dim=1).topk(k, dim=1)
+        return [
+            tuple(
+                Prediction(label=self.categories[i], index=i, score=s)
+                for s, i in zip(row_scores, row_indices)
+            )
+            for row_scores, row_indices in zip(scores.tolist(), indices.tolist())
+        ]
 
 
 class Classifier:
     """Thread-safe; loads lazily and reloads when prepare_model makes another model active
     or an artifact comes back after going missing, without a process restart."""
 
-    def __init__(self, models_dir: Path, *, model: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        model: str | None = None,
+        threads: int | None = None,
+        backend: str = DEFAULT_BACKEND,
+    ):
         self.models_dir = Path(models_dir)
         self.model = model
         self.threads = threads
+        self.backend = backend
         self._lock = threading.Lock()
-        self._loaded: _Loaded | None = None
+        self._loaded: LoadedModel | None = None
 
     def identity(self) -> ModelIdentity:
-        return self._current().identity
+        return self.current().identity
 
     def manifest(self) -> Manifest:
-        return self._current().manifest
+        return self.current().manifest
 
     def is_ready(self) -> bool:
         try:
-            self._current()
+            self.current()
         except ModelUnavailable:
             return False
         return True
 
     def warm_up(self) -> None:
         """One forward pass, so the first user request does not pay for lazy init."""
-        loaded = self._current()
-        blank = Image.new("RGB", (loaded.preprocessor.spec.crop,) * 2, (127, 127, 127))
-        self.classify([blank], top_k=1)
+        crop = self.current().preprocessor.spec.crop
+        self.classify([Image.new("RGB", (crop, crop), (127, 127, 127))], top_k=1)
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Classification]:
         if not images:
             return []
-        loaded = self._current()
-        k = max(1, min(int(top_k), len(loaded.categories)))
+        loaded = self.current()
         started = time.perf_counter()
-        batch = loaded.preprocessor.batch(images)
-        with torch.inference_mode():
-            probabilities = torch.softmax(loaded.module(batch), dim=1)
-            scores, indices = probabilities.topk(k, dim=1)
+        logits = loaded.forward(loaded.preprocessor.batch(images))
+        rows = loaded.top_k(logits, top_k)
         per_image_ms = (time.perf_counter() - started) * 1000 / len(images)
-        return [
-            Classification(
-                predictions=tuple(
-                    Prediction(label=loaded.categories[i], index=i, score=float(s))
-                    for s, i in zip(row_scores.tolist(), row_indices.tolist())
-                ),
-                model=loaded.identity,
-                inference_ms=per_image_ms,
-            )
-            for row_scores, row_indices in zip(scores, indices)
-        ]
+        return [Classification(row, loaded.identity, per_image_ms) for row in rows]
 
-    def _current(self) -> _Loaded:
+    def close(self) -> None:
+        """Nothing to release here; the batching classifier drains its queue."""
+
+    def current(self) -> LoadedModel:
         loaded = self._loaded
         if loaded is not None and loaded.signature == self._signature(loaded.manifest):
             return loaded
@@ -125,40 +127,25 @@ class Classifier:
 
     def _signature(self, manifest: Manifest) -> tuple:
         """Cheap stat()s that change whenever the active model or its artifact changes."""
-        return (_stat_key(self.models_dir / ACTIVE_POINTER), _stat_key(manifest.artifact_path))
+        path, _ = artifact_for(manifest, self.backend)
+        return (_stat_key(self.models_dir / ACTIVE_POINTER), _stat_key(path))
 
-    def _load(self) -> _Loaded:
+    def _load(self) -> LoadedModel:
         try:
             manifest = load_active_manifest(self.models_dir, self.model)
-        except ArtifactError as exc:
+            forward = load_runner(manifest, self.backend, self.threads)
+        except (ArtifactError, BackendError) as exc:
             raise ModelUnavailable(str(exc)) from None
-        path = manifest.artifact_path
-        fix = "Run `python manage.py prepare_model` to rebuild it."
-        if not path.is_file():
-            raise ModelUnavailable(f"The model artifact {path.name} is missing. {fix}")
-        actual = sha256_file(path)
-        if actual != manifest.artifact_sha256:
-            raise ModelUnavailable(
-                f"The model artifact {path.name} does not match its manifest "
-                f"(SHA-256 {actual}, expected {manifest.artifact_sha256}); "
-                f"it may be damaged or tampered with. {fix}"
-            )
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            module = load_for_inference(path)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise ModelUnavailable(f"The model artifact {path.name} cannot be loaded ({exc}). {fix}")
         identity = ModelIdentity(
             name=manifest.name,
             version=manifest.version,
             custom=manifest.custom,
             num_categories=len(manifest.categories),
         )
-        return _Loaded(
+        return LoadedModel(
             manifest=manifest,
             identity=identity,
-            module=module,
+            forward=forward,
             preprocessor=Preprocessor(manifest.preprocessing),
             categories=tuple(manifest.categories),
             signature=self._signature(manifest),
