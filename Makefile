@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test install install-dev migrate model clean-venv
+.PHONY: run test test-sqlite test-postgres install install-dev clean-venv
 
 run: install
 	$(PY) manage.py migrate --noinput
@@ -16,8 +16,16 @@ run: install
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py
 
-test: install-dev
+# The whole suite on SQLite, then again on a throwaway PostgreSQL server.
+test: test-sqlite test-postgres
+
+test-sqlite: install-dev
+	scripts/ensure-chromium
 	$(PY) -m pytest
+
+test-postgres: install-dev
+	scripts/ensure-chromium
+	scripts/with-postgres $(PY) -m pytest
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -21,6 +22,7 @@ from . import storage
 from .classifier import get_classifier
 from .engine import service as engine
 from .engine.images import decode_image
+from .faults import StorageFailed
 from .filenames import clean_filename
 from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
 from .selectors import upload_get_for_user
@@ -77,8 +79,9 @@ def upload_classify(
 ) -> UploadOutcome:
     """Store and classify an uploaded image, or reuse what is known about the same bytes.
 
-    Raises UploadTooLarge, engine.images.ImageRejected or engine.service.ModelUnavailable;
-    after any failure nothing new is left in the database or under MEDIA_ROOT.
+    Raises UploadTooLarge, engine.images.ImageRejected, engine.service.ModelUnavailable or
+    faults.StorageFailed; after any failure nothing new is left in the database or under
+    MEDIA_ROOT (but for a file whose database vanished mid-upload: see cleanup_orphans).
     """
     if not 1 <= top_k <= MAX_TOP_K:
         raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
@@ -167,7 +170,7 @@ def _upload_once(
         model = result.model
 
     path = storage.media_path(facts.path)
-    wrote = storage.write_if_missing(path, data)
+    wrote = _write_image(path, data)
     try:
         with transaction.atomic():
             stored = _get_or_create_stored_image(facts)
@@ -178,8 +181,15 @@ def _upload_once(
             storage.remove_quietly(path)
         raise
     # A concurrent delete of the last other upload may have removed the file meanwhile.
-    storage.write_if_missing(path, data)
+    _write_image(path, data)
     return upload, duplicate
+
+
+def _write_image(path: Path, data: bytes) -> bool:
+    try:
+        return storage.write_if_missing(path, data)
+    except OSError as exc:  # disk full, read-only, not permitted: no row is written
+        raise StorageFailed(exc) from exc
 
 
 def _get_or_create_stored_image(facts: _ImageFacts) -> StoredImage:

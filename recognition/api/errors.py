@@ -19,6 +19,7 @@ from rest_framework.views import set_rollback
 
 from ..engine.images import CorruptImage, EmptyImage, ImageRejected, NotAnImage, TooManyPixels
 from ..engine.service import ModelUnavailable
+from ..faults import describe_fault
 from ..services import UploadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     set_rollback()  # as DRF's own handler does, for ATOMIC_REQUESTS
+    # Database down, disk full, media unwritable: say so, with a status worth retrying.
+    fault = describe_fault(exc)
+    if fault is not None:
+        logger.error("%s: %s", fault.code, exc)
+        return _response(fault.status, fault.code, fault.message)
     if isinstance(exc, ImageRejected):
         return _response(IMAGE_STATUS.get(type(exc), 400), exc.code, exc.message)
     if isinstance(exc, UploadTooLarge):

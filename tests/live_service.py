@@ -1,0 +1,212 @@
+"""The real service in other processes: its own data dir, a database those processes can
+reach, Django scripts run against it, and gunicorn serving it on a free local port.
+
+The pytest-django test database lives inside this process's transactions and cannot be
+shared, so a subprocess gets a database of its own: a file in the data dir on SQLite,
+a separate database on the same server on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class LiveData:
+    env: dict[str, str]
+    data_dir: Path
+
+    @property
+    def media_root(self) -> Path:
+        return self.data_dir / "media"
+
+    def run(self, code: str, *args: str) -> str:
+        """Run Python `code` with Django set up against this data; its stdout."""
+        script = "import django; django.setup()\n" + code
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    def run_json(self, code: str, *args: str):
+        """`run`, for code that prints one JSON document as its last line."""
+        return json.loads(self.run(code, *args).strip().splitlines()[-1])
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+
+@contextmanager
+def live_data(tmp_path: Path, prepared_models_dir: Path) -> Iterator[LiveData]:
+    """A migrated database and a data dir whose models are a copy of the session's."""
+    data_dir = tmp_path / "live-data"
+    data_dir.mkdir()
+    shutil.copytree(prepared_models_dir, data_dir / "models", symlinks=True)
+    with _subprocess_database(data_dir) as database_url:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "RECOGNITION_"))},
+            "DJANGO_SETTINGS_MODULE": "classifier_site.settings",
+            "DATABASE_URL": database_url,
+            "RECOGNITION_DATA_DIR": str(data_dir),
+            "RECOGNITION_MODELS_DIR": str(data_dir / "models"),
+            "MEDIA_ROOT": str(data_dir / "media"),
+            "RECOGNITION_TORCH_THREADS": "1",  # two workers on a shared two-core machine
+            "SECRET_KEY": "live-test-" + uuid.uuid4().hex,
+            "TORCH_HOME": str(tmp_path / "torch-home"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        data = LiveData(env=env, data_dir=data_dir)
+        data.run("from django.core.management import call_command\ncall_command('migrate', verbosity=0)")
+        yield data
+
+
+@contextmanager
+def _subprocess_database(data_dir: Path) -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        yield f"sqlite:///{data_dir / 'db.sqlite3'}"
+        return
+    import psycopg
+
+    config = dj_database_url.parse(url)
+    server = {
+        "host": config["HOST"] or None,
+        "port": config["PORT"] or None,
+        "user": config["USER"] or None,
+        "password": config["PASSWORD"] or None,
+        "dbname": "postgres",
+    }
+    name = f"live_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(**server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(**server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    host: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+
+@contextmanager
+def gunicorn(data: LiveData, *, workers: int = 2, threads: int = 4) -> Iterator[LiveServer]:
+    """gunicorn.conf.py serving `data` on 127.0.0.1; killed, with its workers, at the end."""
+    port = free_port()
+    env = {**data.env, "HOST": "127.0.0.1", "PORT": str(port),
+           "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads)}
+    log = data.data_dir / "gunicorn.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers go with it
+        )
+    server = LiveServer("127.0.0.1", port, process, log)
+    try:
+        _wait_until_healthy(server, timeout=120)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_until_healthy(server: LiveServer, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{server.log.read_text()[-3000:]}")
+        try:
+            status, _ = request(server, "GET", "/api/v1/health/", timeout=5)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"gunicorn not healthy in {timeout}s:\n{server.log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=15)
+
+
+def request(
+    server: LiveServer, method: str, path: str, *, body: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 120,
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def upload(server: LiveServer, token: str, data: bytes, filename: str, *, timeout: float = 120) -> tuple[int, dict]:
+    """POST an image to the API as multipart/form-data; the status and the JSON body."""
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    status, content = request(
+        server, "POST", "/api/v1/classifications/", body=body, timeout=timeout,
+        headers={
+            "Authorization": f"Token {token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
+    try:
+        return status, json.loads(content)
+    except ValueError:
+        return status, {"raw": content[:500].decode(errors="replace")}

@@ -1,0 +1,278 @@
+"""What users and operators notice when what the service stands on fails: the model file,
+the database, the disk, a worker process. A clear status and message, nothing half-written,
+and recovery without a restart."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from recognition import storage
+from recognition.models import StoredImage, Upload
+from tests.live_service import REPO, free_port, live_data
+from tests.web_fixtures import as_upload, media_files
+
+API = "/api/v1/classifications/"
+HEALTH = "/api/v1/health/"
+
+
+def _post_image(client, data: bytes):
+    return client.post(API, {"image": as_upload(data)}, format="multipart")
+
+
+# --- The model artifact -------------------------------------------------------------
+
+
+@pytest.fixture
+def models_copy(settings, tmp_path, prepared_models_dir) -> list[Path]:
+    """The session's models, copied so they can be damaged; their artifact files."""
+    copy = tmp_path / "models-copy"
+    shutil.copytree(prepared_models_dir, copy, symlinks=True)
+    settings.RECOGNITION_MODELS_DIR = copy
+    artifacts = [p for p in copy.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx")]
+    assert artifacts
+    return artifacts
+
+
+@pytest.mark.django_db
+def test_uploads_and_health_answer_503_while_the_model_artifact_is_missing_and_recover_once_it_is_back(
+    alice_api, client, models_copy, make_image, tmp_path
+):
+    assert _post_image(alice_api, make_image()).status_code == 201
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for path in models_copy:
+        path.rename(aside / path.name)
+
+    response = _post_image(alice_api, make_image())
+    health = client.get(HEALTH)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert "prepare_model" in response.json()["error"]["message"]
+    assert health.status_code == 503 and health.json()["model_loaded"] is False
+
+    for path in models_copy:
+        (aside / path.name).rename(path)
+    assert _post_image(alice_api, make_image()).status_code == 201
+    assert client.get(HEALTH).status_code == 200
+    assert Upload.objects.count() == 2 and len(media_files()) == 2
+
+
+@pytest.mark.django_db
+def test_a_corrupt_model_artifact_answers_503_and_the_restored_one_serves_again(
+    alice_api, client, models_copy, make_image, tmp_path
+):
+    assert _post_image(alice_api, make_image()).status_code == 201
+    originals = {path: path.read_bytes() for path in models_copy}
+    for path in models_copy:
+        path.write_bytes(originals[path][: len(originals[path]) // 2] + b"garbage")
+
+    response = _post_image(alice_api, make_image())
+
+    assert response.status_code == 503
+    assert response.json()["error"]["message"].startswith("Image recognition is unavailable")
+    assert client.get(HEALTH).status_code == 503
+    assert Upload.objects.count() == 1 and len(media_files()) == 1
+
+    for path, data in originals.items():
+        tmp = path.with_suffix(".restore")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    assert _post_image(alice_api, make_image()).status_code == 201
+    assert client.get(HEALTH).status_code == 200
+
+
+# --- The database -------------------------------------------------------------------
+
+
+@contextmanager
+def database_down(tmp_path: Path):
+    """Points the connection at a database that is not there: a missing SQLite file in a
+    missing folder, or a PostgreSQL port nothing listens on."""
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = str(tmp_path / "no-such-folder" / "db.sqlite3")
+    else:
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_503_in_json_while_the_database_is_down_and_writes_no_file(
+    alice_api, client, make_image, tmp_path
+):
+    with database_down(tmp_path):
+        response = _post_image(alice_api, make_image())
+        health = client.get(HEALTH)
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert "try again" in response.json()["error"]["message"]
+    assert health.status_code == 503 and health.json()["database"] is False
+    assert media_files() == []
+    assert _post_image(alice_api, make_image()).status_code == 201  # and it is back
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method, path", [("get", "/history/"), ("post", "/")])
+def test_pages_show_a_readable_message_while_the_database_is_down(
+    alice_client, make_image, tmp_path, method, path
+):
+    data = {"images": as_upload(make_image())} if method == "post" else {}
+    with database_down(tmp_path):
+        response = getattr(alice_client, method)(path, data)
+
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith("text/html")
+    text = response.content.decode()
+    assert "Temporarily unavailable" in text
+    assert "The database is unavailable right now" in text
+    assert "Traceback" not in text
+    assert media_files() == []
+
+
+# --- The disk -----------------------------------------------------------------------
+
+
+def _failing_write(error_number: int):
+    def write_atomically(path, data):
+        raise OSError(error_number, os.strerror(error_number), str(path))
+
+    return write_atomically
+
+
+@pytest.mark.django_db
+def test_a_full_disk_answers_507_and_leaves_no_row_and_no_file(
+    alice_api, make_image, monkeypatch
+):
+    monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.ENOSPC))
+
+    response = _post_image(alice_api, make_image())
+
+    assert response.status_code == 507
+    assert response.json()["error"]["code"] == "storage_full"
+    assert "no room left" in response.json()["error"]["message"]
+    assert StoredImage.objects.count() == 0 and Upload.objects.count() == 0
+    assert media_files() == []
+
+
+@pytest.mark.django_db
+def test_an_unwritable_media_folder_answers_503_and_leaves_no_row(
+    alice_api, make_image, monkeypatch, settings
+):
+    media = Path(settings.MEDIA_ROOT)
+    media.mkdir(parents=True)
+    if os.geteuid() == 0:  # root writes anywhere: inject what the kernel would say
+        monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.EACCES))
+    else:
+        media.chmod(0o500)
+    try:
+        response = _post_image(alice_api, make_image())
+    finally:
+        media.chmod(0o700)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert "not writable" in response.json()["error"]["message"]
+    assert StoredImage.objects.count() == 0 and Upload.objects.count() == 0
+    assert media_files() == []
+
+
+@pytest.mark.django_db
+def test_the_upload_page_shows_a_readable_message_when_the_disk_is_full(
+    alice_client, make_image, monkeypatch
+):
+    monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.ENOSPC))
+
+    response = alice_client.post("/", {"images": as_upload(make_image())})
+
+    assert response.status_code == 507
+    assert "no room left to store images" in response.content.decode()
+    assert Upload.objects.count() == 0
+
+
+# --- A worker killed mid-upload -----------------------------------------------------
+
+STALL_BEFORE_COMMIT = """
+import sys, time
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from recognition import services
+
+create_upload = services._create_or_touch_upload
+
+def create_and_stall(*args, **kwargs):
+    created = create_upload(*args, **kwargs)  # every row written, none committed
+    print("in-transaction", flush=True)
+    time.sleep(600)
+    return created
+
+services._create_or_touch_upload = create_and_stall
+user = get_user_model().objects.create_user("alice")
+data = open(sys.argv[1], "rb").read()
+services.upload_classify(user=user, file=SimpleUploadedFile("photo.jpg", data))
+"""
+
+ROWS = """
+import json
+from recognition.models import Classification, Prediction, StoredImage, Upload
+print(json.dumps([m.objects.count() for m in (StoredImage, Classification, Prediction, Upload)]))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_between_writing_the_file_and_committing_leaves_no_rows_and_an_orphan_the_cleanup_removes(
+    tmp_path, prepared_models_dir, make_image
+):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_image())
+    with live_data(tmp_path, prepared_models_dir) as data:
+        script = "import django; django.setup()\n" + STALL_BEFORE_COMMIT
+        worker = subprocess.Popen(
+            [sys.executable, "-c", script, str(photo)],
+            cwd=REPO, env=data.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            line = _read_line(worker, timeout=120)
+            assert line == "in-transaction", worker.stderr.read()[-3000:]
+            worker.send_signal(signal.SIGKILL)
+        finally:
+            worker.kill()
+            worker.wait(timeout=30)
+        rows = data.run_json(ROWS)
+        [orphan] = [p for p in (data.media_root / "images").rglob("*") if p.is_file()]
+        an_hour_and_more_ago = time.time() - 3700
+        os.utime(orphan, (an_hour_and_more_ago, an_hour_and_more_ago))
+        summary = data.manage("cleanup_orphans").strip().splitlines()[-1]
+
+    assert rows == [0, 0, 0, 0]
+    assert summary.startswith("Removed 1 orphan files")
+    assert not orphan.exists()
+
+
+def _read_line(process: subprocess.Popen, *, timeout: float) -> str:
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+        return process.stdout.readline().strip()
