@@ -38,6 +38,20 @@ def envint(name: str, default: int | None, minimum: int = 0) -> int | None:
     return number
 
 
+_RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def envrate(name: str, default: str) -> str:
+    """A rate such as "30/min", in the form DRF's throttles read: requests/period."""
+    value = (os.getenv(name) or default).strip()
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) >= 1 and period in _RATE_PERIODS):
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 30/min (per s, min, hour or day), not {value!r}"
+        )
+    return value
+
+
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
 
@@ -86,6 +100,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "recognition.middleware.ContentSecurityPolicyMiddleware",
     "recognition.middleware.RejectOversizedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -184,6 +199,21 @@ RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 
 RECOGNITION_MAX_PIXELS = envint("RECOGNITION_MAX_PIXELS", 40_000_000, minimum=1)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)
 RECOGNITION_WARM_UP = envbool("RECOGNITION_WARM_UP", True)
+# Image uploads per user (page, session or token alike): a short burst and a daily budget.
+RECOGNITION_UPLOAD_RATE_BURST = envrate("RECOGNITION_UPLOAD_RATE_BURST", "30/min")
+RECOGNITION_UPLOAD_RATE_SUSTAINED = envrate("RECOGNITION_UPLOAD_RATE_SUSTAINED", "1000/day")
+# Login attempts, counted per client IP and per username separately.
+RECOGNITION_LOGIN_RATE = envrate("RECOGNITION_LOGIN_RATE", "10/min")
+
+# Throttle counters must be shared by every gunicorn worker: a per-process cache would
+# multiply each limit by the number of workers. Files in the data dir need no server.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": os.getenv("RECOGNITION_CACHE_DIR", str(DATA_DIR / "cache")),
+        "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }
+}
 
 # Small files stay in memory; anything larger is spooled to a temporary file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -201,6 +231,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "recognition.api.errors.exception_handler",
+    # The client IP for throttling: REMOTE_ADDR, or the address our one proxy saw. DRF's
+    # default (None) believes any X-Forwarded-For, so a client could pick its own IP.
+    "NUM_PROXIES": 1 if envbool("BEHIND_PROXY", False) else 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image recognition API",

@@ -2,15 +2,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from recognition.views.accounts import signup_page
+from recognition.throttling import throttle_logins
+from recognition.views.accounts import login_page, signup_page
+
+# The admin's own login form is rate-limited like the site's.
+admin.site.login = throttle_logins(admin.site.login)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", login_page, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", signup_page, name="signup"),
     path("api/v1/", include("recognition.api.urls")),

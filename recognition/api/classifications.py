@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -24,6 +25,7 @@ from rest_framework.views import APIView
 from ..models import Upload
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..services import DEFAULT_TOP_K, MAX_TOP_K, upload_classify, upload_delete
+from ..throttling import UPLOAD_THROTTLES
 from .errors import ErrorOutputSerializer
 
 TAG = "classifications"
@@ -82,11 +84,17 @@ class UploadOutputSerializer(serializers.Serializer):
         return PredictionOutputSerializer(predictions, many=True).data
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class _ImageFileField(serializers.FileField):
+    """A file part in the schema too (drf-spectacular's default says a URI string)."""
+
+
 class ClassificationCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = list(UPLOAD_THROTTLES)  # they count POSTs only
 
     class InputSerializer(serializers.Serializer):
-        image = serializers.FileField(
+        image = _ImageFileField(
             allow_empty_file=True,  # the service explains an empty file better
             help_text="The image: JPEG, PNG, GIF, WebP, BMP or TIFF.",
         )
@@ -126,7 +134,7 @@ class ClassificationCreateApi(APIView):
         responses={
             201: OutputSerializer,
             200: OutputSerializer,
-            **_errors(400, 401, 413, 415, 503),
+            **_errors(400, 401, 413, 415, 429, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -150,7 +158,7 @@ class _TopKSerializer(serializers.Serializer):
 
 TOP_K_PARAMETER = OpenApiParameter(
     "top_k",
-    int,
+    {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": DEFAULT_TOP_K},
     description=f"How many predictions to return, 1–{MAX_TOP_K} (default {DEFAULT_TOP_K}).",
 )
 
@@ -171,7 +179,9 @@ class ClassificationListApi(APIView):
         summary="Your classifications, most recently uploaded first",
         parameters=[
             OpenApiParameter(
-                "label", str, description="Only uploads with this text in a top-3 label."
+                "label",
+                {"type": "string", "maxLength": 200},
+                description="Only uploads with this text in a top-3 label.",
             ),
             TOP_K_PARAMETER,
         ],

@@ -1,15 +1,20 @@
-"""Self-signup, only when RECOGNITION_ALLOW_SIGNUP is on; otherwise the page does not exist."""
+"""Login, rate-limited; self-signup, only when RECOGNITION_ALLOW_SIGNUP is on (otherwise
+the page does not exist)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import login
+from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from ..accounts import user_signup
 from ..forms import SignupForm
+from ..throttling import throttle_logins
+
+login_page = throttle_logins(LoginView.as_view(redirect_authenticated_user=True))
 
 
 @require_http_methods(["GET", "POST"])

@@ -14,11 +14,22 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from .. import storage
-from ..engine.images import ImageRejected, NotAnImage
+from ..classifier import get_classifier
+from ..engine.artifact import ArtifactError, Manifest
+from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS, ImageRejected, NotAnImage
 from ..engine.service import ModelUnavailable
 from ..forms import HistorySearchForm, UploadForm
+from ..models import Classification
 from ..selectors import upload_get_for_user, upload_list_for_user
-from ..services import DEFAULT_TOP_K, UploadOutcome, UploadTooLarge, upload_classify, upload_delete
+from ..throttling import throttle_uploads
+from ..services import (
+    DEFAULT_TOP_K,
+    UploadOutcome,
+    UploadTooLarge,
+    too_large_message,
+    upload_classify,
+    upload_delete,
+)
 
 HISTORY_PAGE_SIZE = 24
 DETAIL_TOP_K = 5
@@ -34,6 +45,7 @@ class FileResult:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@throttle_uploads
 def upload_page(request: HttpRequest) -> HttpResponse:
     results: list[FileResult] = []
     status = 200

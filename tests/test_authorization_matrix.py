@@ -1,0 +1,408 @@
+"""Who may reach what: every URL in the URLconf, for an anonymous visitor, the owner of
+an upload (Alice), another user (Bob) and an administrator; CSRF on every form; media
+never served by guessable URL; production cookies and headers; `check --deploy`.
+
+The matrix is checked against the URLconf itself, so a new URL without a row here fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.authtoken.models import Token
+
+from recognition.middleware import CONTENT_SECURITY_POLICY
+from recognition.models import Upload
+from recognition.services import upload_classify
+from tests.web_fixtures import PASSWORD, as_upload, image_bytes, media_files
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "owner", "other", "admin")
+LOGIN = "/accounts/login/"
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def url_names() -> dict[str, str]:
+    """Every named URL outside the admin site: name -> route."""
+
+    def walk(patterns, prefix="", namespace=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                inner = namespace + (f"{pattern.namespace}:" if pattern.namespace else "")
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern), inner)
+            elif isinstance(pattern, URLPattern):
+                route = prefix + str(pattern.pattern)
+                yield namespace + (pattern.name or f"<unnamed {route}>"), route
+
+    routes = walk(get_resolver().url_patterns)
+    return {name: route for name, route in routes if not name.startswith("admin:")}
+
+
+# name -> (method, {role: expected status}); 302 means "sent to the login page" for the
+# anonymous visitor and "sent on" for a user who is already logged in.
+PRIVATE_PAGE = {"anonymous": 302, "owner": 200, "other": 200, "admin": 200}
+OWNED_PAGE = {"anonymous": 302, "owner": 200, "other": 404, "admin": 404}
+PRIVATE_API = {"anonymous": 401, "owner": 200, "other": 200, "admin": 200}
+OWNED_API = {"anonymous": 401, "owner": 200, "other": 404, "admin": 404}
+PUBLIC = {role: 200 for role in ROLES}
+
+MATRIX: dict[str, tuple[str, dict[str, int]]] = {
+    "login": ("get", {"anonymous": 200, "owner": 302, "other": 302, "admin": 302}),
+    "logout": ("post", {role: 302 for role in ROLES}),
+    "signup": ("get", {role: 404 for role in ROLES}),  # closed unless RECOGNITION_ALLOW_SIGNUP
+    "upload": ("get", PRIVATE_PAGE),
+    "history": ("get", PRIVATE_PAGE),
+    "upload-detail": ("get", OWNED_PAGE),
+    "upload-delete": ("get", OWNED_PAGE),
+    "upload-image": ("get", OWNED_PAGE),
+    "upload-thumbnail": ("get", OWNED_PAGE),
+    "api:classifications": ("get", PRIVATE_API),
+    "api:classification": ("get", OWNED_API),
+    "api:model-active": ("get", PRIVATE_API),
+    "api:health": ("get", PUBLIC),
+    "api:schema": ("get", PUBLIC),
+    "api:docs": ("get", PUBLIC),
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Four users per test: PBKDF2's deliberate slowness would dominate the matrix."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def alices_upload(alice) -> Upload:
+    return upload_classify(user=alice, file=as_upload(image_bytes(seed=41), "mine.jpg")).upload
+
+
+@pytest.fixture
+def client_for(alice, bob, superuser):
+    users = {"owner": alice, "other": bob, "admin": superuser}
+
+    def make(role: str) -> Client:
+        client = Client()
+        if role != "anonymous":
+            client.force_login(users[role])
+        return client
+
+    return make
+
+
+def url_for(name: str, upload: Upload) -> str:
+    route = url_names()[name]
+    return reverse(name, kwargs={"upload_id": upload.pk} if "<int:upload_id>" in route else None)
+
+
+def test_every_url_in_the_urlconf_has_a_row_in_the_matrix():
+    assert set(url_names()) == set(MATRIX)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_each_url_answers_each_role_as_the_matrix_says(client_for, alices_upload, name, role):
+    method, expected = MATRIX[name]
+    url = url_for(name, alices_upload)
+
+    response = getattr(client_for(role), method)(url)
+
+    assert response.status_code == expected[role]
+    if expected[role] == 302 and role == "anonymous" and name != "logout":
+        assert response["Location"].startswith(f"{LOGIN}?next=")
+    if expected[role] == 404:
+        assert "mine.jpg" not in response.content.decode(errors="replace")
+
+
+@pytest.mark.parametrize("role", ["other", "admin"])
+def test_another_users_upload_cannot_be_deleted_by_anyone_else(client_for, alices_upload, role):
+    page = client_for(role).post(f"/uploads/{alices_upload.pk}/delete/")
+    api = client_for(role).delete(f"/api/v1/classifications/{alices_upload.pk}/")
+
+    assert (page.status_code, api.status_code) == (404, 404)
+    assert Upload.objects.filter(pk=alices_upload.pk).exists()
+
+
+def test_the_signup_page_is_open_only_to_visitors_when_allowed(client_for, settings):
+    settings.RECOGNITION_ALLOW_SIGNUP = True
+
+    assert client_for("anonymous").get("/accounts/signup/").status_code == 200
+    assert client_for("owner").get("/accounts/signup/").status_code == 302
+
+
+def admin_urls_without_arguments() -> list[str]:
+    resolver = get_resolver()
+    names = []
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver) and pattern.namespace == "admin":
+            names = [
+                f"admin:{p.name}"
+                for p in _flatten(pattern.url_patterns)
+                if p.name and not p.pattern.converters and "(?P<" not in str(p.pattern)
+            ]
+    return sorted(set(names) - {"admin:login", "admin:logout"})
+
+
+def _flatten(patterns):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _flatten(pattern.url_patterns)
+        else:
+            yield pattern
+
+
+@pytest.mark.parametrize("name", admin_urls_without_arguments())
+def test_every_admin_page_is_for_staff_only(client_for, name):
+    url = reverse(name)
+
+    for role in ("anonymous", "owner"):
+        response = client_for(role).get(url)
+        assert response.status_code == 302, role
+        assert response["Location"].startswith("/admin/login/")
+    response = client_for("admin").get(url)
+    # 403: the add pages of models only the upload service writes, and autocomplete
+    # without a model named in its query.
+    forbidden_even_to_staff = name == "admin:autocomplete" or (
+        name.endswith("_add") and "recognition_" in name
+    )
+    assert response.status_code == (403 if forbidden_even_to_staff else 200)
+
+
+# --- Media ----------------------------------------------------------------------------
+
+
+def test_media_has_no_url_of_its_own():
+    assert settings.MEDIA_URL is None
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_guessing_the_path_of_a_stored_image_finds_nothing(client_for, alices_upload, role):
+    [stored] = media_files()
+    relative = stored.relative_to(settings.MEDIA_ROOT).as_posix()
+    guesses = [f"/media/{relative}", f"/{relative}", f"/static/../media/{relative}", "/media/"]
+
+    for guess in guesses:
+        response = client_for(role).get(guess)
+        assert response.status_code == 404, guess
+        assert not response.get("Content-Type", "").startswith("image/")
+
+
+def test_an_owners_image_comes_with_a_sandboxing_policy(client_for, alices_upload):
+    response = client_for("owner").get(f"/uploads/{alices_upload.pk}/image")
+
+    assert response.status_code == 200
+    assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+# --- CSRF -------------------------------------------------------------------------------
+
+
+def csrf_client(user=None) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def test_logging_in_without_a_csrf_token_is_forbidden_and_with_one_works(alice):
+    client = csrf_client()
+
+    refused = client.post(LOGIN, {"username": "alice", "password": PASSWORD})
+    client.get(LOGIN)
+    accepted = client.post(
+        LOGIN,
+        {
+            "username": "alice",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
+        },
+    )
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 302
+
+
+def test_uploading_on_the_page_without_a_csrf_token_is_forbidden(alice):
+    response = csrf_client(alice).post("/", {"images": as_upload(image_bytes(seed=42))})
+
+    assert response.status_code == 403
+    assert not Upload.objects.exists()
+    assert not media_files()
+
+
+def test_deleting_on_the_page_without_a_csrf_token_is_forbidden(alice, alices_upload):
+    response = csrf_client(alice).post(f"/uploads/{alices_upload.pk}/delete/")
+
+    assert response.status_code == 403
+    assert Upload.objects.filter(pk=alices_upload.pk).exists()
+
+
+def test_logging_out_without_a_csrf_token_is_forbidden(alice):
+    client = csrf_client(alice)
+
+    response = client.post("/accounts/logout/")
+
+    assert response.status_code == 403
+    assert client.get("/history/").status_code == 200  # still logged in
+
+
+def test_signing_up_without_a_csrf_token_is_forbidden(settings, django_user_model):
+    settings.RECOGNITION_ALLOW_SIGNUP = True
+    password = "a much longer passphrase 7"
+
+    response = csrf_client().post(
+        "/accounts/signup/", {"username": "mallory", "password1": password, "password2": password}
+    )
+
+    assert response.status_code == 403
+    assert not django_user_model.objects.filter(username="mallory").exists()
+
+
+@pytest.mark.parametrize("method", ["post", "delete"])
+def test_the_api_with_a_session_needs_a_csrf_token(alice, alices_upload, method):
+    url = "/api/v1/classifications/" + (f"{alices_upload.pk}/" if method == "delete" else "")
+    data = {"image": as_upload(image_bytes(seed=43))} if method == "post" else None
+
+    response = getattr(csrf_client(alice), method)(url, data)
+
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]["message"]
+    assert Upload.objects.count() == 1
+
+
+def test_the_api_with_a_token_needs_no_csrf_token(alice):
+    token = Token.objects.create(user=alice)
+
+    response = csrf_client().post(
+        "/api/v1/classifications/",
+        {"image": as_upload(image_bytes(seed=44))},
+        HTTP_AUTHORIZATION=f"Token {token.key}",
+    )
+
+    assert response.status_code == 201
+
+
+# --- Headers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/history/", LOGIN, "/api/v1/docs/", "/admin/"])
+def test_pages_forbid_inline_scripts_and_foreign_sources(client_for, path):
+    response = client_for("anonymous" if path == LOGIN else "admin").get(path)
+
+    assert response.status_code == 200
+    policy = response["Content-Security-Policy"]
+    assert policy == CONTENT_SECURITY_POLICY
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy  # scripts fall back to 'self': no inline, no eval
+    inline_scripts = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", response.content.decode())
+    assert inline_scripts == []
+
+
+def test_the_docs_page_loads_its_script_from_this_server_under_the_policy():
+    html = Client().get("/api/v1/docs/").content.decode()
+    script_urls = re.findall(r'<script src="([^"]+)"', html)
+
+    assert len(script_urls) == 3
+    for url in script_urls:
+        response = Client().get(url.replace("&amp;", "&"))
+        assert response.status_code == 200, url
+        body = b"".join(response) if response.streaming else response.content
+        assert body.strip()
+    assert any("script" in url and "/api/v1/docs/" in url for url in script_urls)
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory) -> dict:
+    """A separate process with production-like environment variables: its settings, the
+    headers and cookies of a real response, and `check --deploy`."""
+    data_dir = tmp_path_factory.mktemp("production")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "classifier_site.settings",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "HTTPS": "1",
+        "ALLOWED_HOSTS": "example.org",
+        "DEBUG": "0",
+        "RECOGNITION_DATA_DIR": str(data_dir),
+    }
+    probe = """
+import json, django
+django.setup()
+from django.conf import settings
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+secure = Client(HTTP_HOST="example.org").get("/accounts/login/", secure=True)
+plain = Client(HTTP_HOST="example.org").get("/accounts/login/")
+csrf = secure.cookies["csrftoken"]
+print(json.dumps({
+    "secure_headers": dict(secure.headers),
+    "secure_status": secure.status_code,
+    "plain_status": plain.status_code,
+    "plain_location": plain.get("Location"),
+    "csrf_cookie": {"secure": bool(csrf["secure"]), "samesite": csrf["samesite"]},
+    "session_cookie": {
+        "secure": settings.SESSION_COOKIE_SECURE,
+        "httponly": settings.SESSION_COOKIE_HTTPONLY,
+        "samesite": settings.SESSION_COOKIE_SAMESITE,
+    },
+}))
+"""
+    probed = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probed.returncode == 0, probed.stderr
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return {**json.loads(probed.stdout.strip().splitlines()[-1]), "check": check}
+
+
+def test_production_settings_pass_djangos_deploy_check(production):
+    check = production["check"]
+
+    assert check.returncode == 0, check.stderr
+    assert "System check identified no issues" in check.stdout
+
+
+def test_production_sends_plain_http_to_https(production):
+    assert production["plain_status"] == 301
+    assert production["plain_location"] == "https://example.org/accounts/login/"
+
+
+def test_production_responses_carry_the_security_headers(production):
+    headers = production["secure_headers"]
+
+    assert production["secure_status"] == 200
+    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+def test_production_cookies_are_secure_and_the_session_cookie_is_hidden_from_scripts(production):
+    assert production["csrf_cookie"]["secure"] is True
+    assert production["session_cookie"] == {"secure": True, "httponly": True, "samesite": "Lax"}
