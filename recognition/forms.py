@@ -37,13 +37,66 @@ class UploadForm(forms.Form):
     images = MultipleImagesField(
         label="Images",
         widget=MultipleFileInput(
-            attrs={"accept": ",".join(ACCEPTED_CONTENT_TYPES + ACCEPTED_EXTENSIONS)}
+            attrs={
+                "accept": ",".join(ACCEPTED_CONTENT_TYPES + ACCEPTED_EXTENSIONS),
+                "aria-describedby": "upload-hint",
+            }
         ),
     )
 
 
 class HistorySearchForm(forms.Form):
-    q = forms.CharField(label="Search by label", required=False, max_length=200, strip=True)
+    """History filters; every one is optional, and an invalid one is left out."""
+
+    q = forms.CharField(
+        label="Label",
+        required=False,
+        max_length=200,
+        strip=True,
+        # The datalist of the active model's category names, rendered on the history page.
+        widget=forms.SearchInput(
+            attrs={
+                "list": "label-suggestions",
+                "placeholder": "e.g. retriever",
+                "autocomplete": "off",
+            }
+        ),
+    )
+    uploaded_from = forms.DateField(
+        label="Uploaded from",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    uploaded_until = forms.DateField(
+        label="Uploaded until",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    min_confidence = forms.IntegerField(
+        label="Min. confidence (%)",
+        required=False,
+        min_value=0,
+        max_value=100,
+        widget=forms.NumberInput(attrs={"step": 1, "inputmode": "numeric"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        start, end = cleaned.get("uploaded_from"), cleaned.get("uploaded_until")
+        if start and end and start > end:
+            self.add_error("uploaded_until", "The end date is before the start date.")
+        return cleaned
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for upload_list_for_user, from the valid fields only."""
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        min_confidence = data.get("min_confidence")
+        return {
+            "label": data.get("q") or "",
+            "uploaded_from": data.get("uploaded_from"),
+            "uploaded_until": data.get("uploaded_until"),
+            "min_score": None if min_confidence is None else min_confidence / 100,
+        }
 
 
 class SignupForm(UserCreationForm):

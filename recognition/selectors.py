@@ -3,6 +3,8 @@ in one place. Another user's upload does not exist, as far as anyone else can te
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
@@ -15,10 +17,18 @@ SEARCH_RANKS = 3
 
 
 def upload_list_for_user(
-    *, user: AbstractBaseUser | AnonymousUser, label: str | None = None
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    label: str | None = None,
+    uploaded_from: date | None = None,
+    uploaded_until: date | None = None,
+    min_score: float | None = None,
 ) -> QuerySet[Upload]:
     """The user's uploads, most recently uploaded first; `label` matches any of the top
-    predictions, case-insensitively and in part ("retriever" finds "golden retriever")."""
+    predictions, case-insensitively and in part ("retriever" finds "golden retriever").
+
+    The dates bound the day of the last upload, both ends included, in the current time
+    zone; `min_score` (0 to 1) is the least confidence of the top prediction."""
     if not user.is_authenticated:
         return Upload.objects.none()
     uploads = _uploads_with_results().filter(user=user)
@@ -30,6 +40,12 @@ def upload_list_for_user(
             label__icontains=label,
         )
         uploads = uploads.filter(Exists(matching))
+    if uploaded_from is not None:
+        uploads = uploads.filter(last_uploaded_at__date__gte=uploaded_from)
+    if uploaded_until is not None:
+        uploads = uploads.filter(last_uploaded_at__date__lte=uploaded_until)
+    if min_score is not None:
+        uploads = uploads.filter(classification__top_score__gte=min_score)
     return uploads.order_by("-last_uploaded_at", "-id")
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from recognition.classifier import get_classifier
-from recognition.models import Upload
+from recognition.models import Classification, Upload
 from recognition.services import upload_classify
 from tests.web_fixtures import PASSWORD, as_upload, media_files
 
@@ -178,6 +178,19 @@ def test_the_detail_page_shows_the_image_predictions_model_and_file_facts(alice,
     assert "64 × 48 pixels" in html
     assert upload.stored_image.sha256 in html
     assert f"/uploads/{upload.pk}/delete/" in html
+
+
+def test_the_detail_page_says_whether_the_model_ran_custom_weights(alice, alice_client, make_image):
+    upload = upload_classify(user=alice, file=as_upload(make_image())).upload
+    assert get_classifier().identity().custom  # the session's model: random weights
+
+    shown = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    Classification.objects.filter(pk=upload.classification_id).update(model_version="retired0000")
+    retired = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+
+    assert "<dt>Weights</dt><dd>Custom (fine-tuned)</dd>" in shown
+    assert f"{upload.stored_image.sha256[:12]}…</code>" in shown
+    assert "<dt>Weights</dt>" not in retired  # a model no longer prepared: unknown
 
 
 def test_the_image_and_thumbnail_are_served_to_their_owner(alice, alice_client, make_image):

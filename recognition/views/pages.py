@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -60,10 +62,15 @@ def upload_page(request: HttpRequest) -> HttpResponse:
             status = 400
     else:
         form = UploadForm()
+    max_bytes = settings.RECOGNITION_MAX_UPLOAD_BYTES
     context = {
         "form": form,
         "results": results,
-        "max_upload_bytes": settings.RECOGNITION_MAX_UPLOAD_BYTES,
+        # The browser checks files against the server's own limits before sending them.
+        "max_upload_bytes": max_bytes,
+        "too_large_message": too_large_message(max_bytes),
+        "accepted_types": ",".join(ACCEPTED_CONTENT_TYPES),
+        "accepted_extensions": ",".join(ACCEPTED_EXTENSIONS),
     }
     return render(request, "recognition/upload.html", context, status=status)
 
@@ -85,11 +92,45 @@ def _upload_one(request: HttpRequest, file: UploadedFile) -> FileResult:
 @login_required
 def history_page(request: HttpRequest) -> HttpResponse:
     search = HistorySearchForm(request.GET)
-    query = search.cleaned_data["q"] if search.is_valid() else ""
-    uploads = upload_list_for_user(user=request.user, label=query)
+    search.is_valid()  # an invalid filter is shown with its error and otherwise ignored
+    filters = search.filters()
+    other_filters = any(
+        filters[name] is not None for name in ("uploaded_from", "uploaded_until", "min_score")
+    )
+    uploads = upload_list_for_user(user=request.user, **filters)
     page = Paginator(uploads, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"search": search, "query": query, "page": page}
+    context = {
+        "search": search,
+        "query": filters["label"],
+        "other_filters": other_filters,
+        "filtered": bool(filters["label"]) or other_filters,
+        # Page links carry the filters along.
+        "filter_query": _filter_query(search),
+        "page": page,
+        # Called only when the cached datalist in the template has to be rendered.
+        "label_suggestions": _category_names,
+    }
     return render(request, "recognition/history.html", context)
+
+
+def _filter_query(search: HistorySearchForm) -> str:
+    data = getattr(search, "cleaned_data", {})
+    values = {name: data.get(name) for name in search.fields}
+    return urlencode(
+        {
+            name: value.isoformat() if hasattr(value, "isoformat") else value
+            for name, value in values.items()
+            if value not in (None, "")
+        }
+    )
+
+
+def _category_names() -> list[str]:
+    """The active model's category names: the label suggestions on the history page."""
+    try:
+        return list(get_classifier().manifest().categories)
+    except ModelUnavailable:
+        return []
 
 
 @login_required
@@ -100,8 +141,25 @@ def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "upload": upload,
         "predictions": predictions,
         "browser_formats": storage.BROWSER_FORMATS,
+        "custom_weights": _made_with_custom_weights(upload.classification),
     }
     return render(request, "recognition/detail.html", context)
+
+
+def _made_with_custom_weights(classification: Classification) -> bool | None:
+    """Whether the model behind a classification ran custom weights; None when that model
+    is no longer prepared on this server."""
+    name, version = classification.model_name, classification.model_version
+    try:
+        active = get_classifier().identity()
+    except ModelUnavailable:
+        active = None
+    if active is not None and (active.name, active.version) == (name, version):
+        return active.custom
+    try:
+        return Manifest.read(Path(settings.RECOGNITION_MODELS_DIR) / f"{name}-{version}").custom
+    except ArtifactError:
+        return None
 
 
 @login_required

@@ -1,11 +1,14 @@
-// Upload page, enhanced: drag and drop, previews before sending, and each file sent on
-// its own to the API so results (or errors) appear one by one. Without this script the
-// form still posts every file to the page, which renders the same results.
+// Upload page, enhanced. Files come from the picker, a drop anywhere on the page or the
+// clipboard; each is previewed and checked against the server's limits (rendered into
+// the form's data attributes) before anything is sent. Each file then goes on its own to
+// the API, its upload progress and then its result (or the server's message) shown in
+// place. Without this script the form posts every file to the page, which renders the
+// same results.
 (function () {
   "use strict";
 
   var form = document.getElementById("upload-form");
-  if (!form || !window.fetch || !window.FormData || !window.URL) {
+  if (!form || !window.FormData || !window.URL || !window.XMLHttpRequest || !window.Promise) {
     return;
   }
   document.documentElement.classList.add("js");
@@ -13,11 +16,17 @@
   var input = form.querySelector('input[type="file"]');
   var dropzone = document.getElementById("dropzone");
   var previews = document.getElementById("previews");
+  var status = document.getElementById("upload-status");
+  var submit = document.getElementById("upload-submit");
   var results = document.getElementById("results");
   var heading = document.getElementById("results-heading");
   var csrfToken = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
   var maxBytes = Number(form.dataset.maxBytes);
-  var chosen = [];
+  var acceptedTypes = form.dataset.acceptTypes.split(",");
+  var acceptedExtensions = form.dataset.acceptExtensions.split(",");
+  // Two requests in flight: uploads overlap, while the server's CPU does one at a time.
+  var PARALLEL_UPLOADS = 2;
+  var chosen = [];  // {file, key, item, problem}
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -27,8 +36,29 @@
     return node;
   }
 
+  function announce(message) {
+    status.textContent = message;
+  }
+
+  function plural(count, word) {
+    return count + " " + word + (count === 1 ? "" : "s");
+  }
+
   function percent(score) {
     return (score * 100).toFixed(1) + "%";
+  }
+
+  // The same units as the server's filesizeformat.
+  function fileSize(bytes) {
+    if (bytes < 1024) return plural(bytes, "byte");
+    var units = ["KB", "MB", "GB"];
+    var value = bytes / 1024;
+    var unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return value.toFixed(1) + " " + units[unit];
   }
 
   // The page renders each URL for upload 0; this puts the real id in its place.
@@ -36,21 +66,149 @@
     return template.replace("/0/", "/" + encodeURIComponent(id) + "/");
   }
 
-  function choose(files) {
-    chosen = Array.prototype.slice.call(files);
-    previews.textContent = "";
-    chosen.forEach(function (file) {
-      var item = el("li");
-      var img = el("img");
-      img.src = URL.createObjectURL(file);
-      img.alt = "Preview of " + file.name;
-      item.appendChild(img);
-      item.appendChild(el("span", "", file.name));
-      previews.appendChild(item);
-    });
+  function extensionOf(name) {
+    var dot = name.lastIndexOf(".");
+    return dot < 0 ? "" : name.slice(dot).toLowerCase();
   }
 
-  function renderPredictions(predictions) {
+  // The server has the last word (it reads the bytes); this spares a pointless upload.
+  function problemWith(file) {
+    if (file.size === 0) return "The file is empty.";
+    if (file.size > maxBytes) return form.dataset.tooLargeMessage;
+    if (acceptedTypes.indexOf(file.type) < 0 && acceptedExtensions.indexOf(extensionOf(file.name)) < 0) {
+      return form.dataset.typeMessage;
+    }
+    return null;
+  }
+
+  // A preview from the file itself; formats the browser cannot show (TIFF) get a tile.
+  function thumbnail(file, className, alt) {
+    var img = el("img", className);
+    var url = URL.createObjectURL(file);
+    img.alt = alt;
+    img.addEventListener("load", function () { URL.revokeObjectURL(url); });
+    img.addEventListener("error", function () {
+      URL.revokeObjectURL(url);
+      var tile = el("span", className + " thumb-placeholder", extensionOf(file.name).slice(1).toUpperCase() || "?");
+      tile.setAttribute("role", "img");
+      tile.setAttribute("aria-label", alt);
+      if (img.parentNode) img.parentNode.replaceChild(tile, img);
+    });
+    img.src = url;
+    return img;
+  }
+
+  function refreshChoice() {
+    var ready = chosen.filter(function (entry) { return !entry.problem; }).length;
+    submit.textContent = ready ? "Recognise " + plural(ready, "image") : "Recognise";
+  }
+
+  function add(files) {
+    var added = 0;
+    var refused = 0;
+    Array.prototype.forEach.call(files, function (file) {
+      var key = [file.name, file.size, file.lastModified].join("/");
+      if (chosen.some(function (entry) { return entry.key === key; })) return;
+      var entry = { file: file, key: key, problem: problemWith(file) };
+      var item = el("li", entry.problem ? "preview preview-rejected" : "preview");
+      item.appendChild(thumbnail(file, "preview-thumb", "Preview of " + file.name));
+      item.appendChild(el("span", "preview-name", file.name));
+      item.appendChild(el("span", "preview-size", fileSize(file.size)));
+      if (entry.problem) {
+        item.appendChild(el("span", "error", entry.problem));
+        refused += 1;
+      } else {
+        added += 1;
+      }
+      var remove = el("button", "link-button preview-remove", "Remove");
+      remove.type = "button";
+      remove.appendChild(el("span", "visually-hidden", " " + file.name));
+      remove.addEventListener("click", function () {
+        chosen.splice(chosen.indexOf(entry), 1);
+        previews.removeChild(item);
+        refreshChoice();
+        announce("Removed " + file.name + ".");
+        submit.focus();
+      });
+      item.appendChild(remove);
+      entry.item = item;
+      chosen.push(entry);
+      previews.appendChild(item);
+    });
+    refreshChoice();
+    var message = added ? plural(added, "image") + " ready to recognise." : "";
+    if (refused) message += " " + plural(refused, "file") + " cannot be sent: see the reason under " + (refused === 1 ? "it." : "each.");
+    if (message) announce(message.trim());
+  }
+
+  // One result row, built like the server's _result.html, updated as the file goes.
+  function resultView(file) {
+    var item = el("li", "result result-pending");
+    item.appendChild(thumbnail(file, "result-thumb", "Thumbnail of " + file.name));
+    var body = el("div", "result-body");
+    var name = el("p", "result-name", file.name);
+    var state = el("p", "result-state", "Waiting…");
+    var progress = el("progress", "result-progress");
+    progress.max = 1;
+    progress.value = 0;
+    progress.setAttribute("aria-label", "Upload of " + file.name);
+    body.appendChild(name);
+    body.appendChild(state);
+    body.appendChild(progress);
+    item.appendChild(body);
+
+    function settle() {
+      item.classList.remove("result-pending");
+      body.removeChild(state);
+      body.removeChild(progress);
+    }
+
+    return {
+      item: item,
+      uploading: function (fraction) {
+        state.textContent = "Uploading… " + Math.round(fraction * 100) + "%";
+        progress.value = fraction;
+      },
+      recognising: function () {
+        state.textContent = "Recognising…";
+        progress.removeAttribute("value");  // indeterminate: the server is working
+      },
+      succeeded: function (data) {
+        settle();
+        // The server's thumbnail also shows formats the browser cannot (TIFF).
+        var thumb = el("img", "result-thumb");
+        thumb.src = urlFor(form.dataset.thumbnailUrl, data.id);
+        thumb.alt = "Thumbnail of " + data.filename;
+        thumb.width = thumb.height = 96;
+        item.replaceChild(thumb, item.firstChild);
+        name.textContent = data.filename;
+        if (data.duplicate) {
+          name.appendChild(document.createTextNode(" "));
+          name.appendChild(el("span", "badge", "Already uploaded"));
+        }
+        var top = data.predictions[0];
+        var topLine = el("p", "top-label", top.label + " ");
+        topLine.appendChild(el("span", "top-score", percent(top.score)));
+        body.appendChild(topLine);
+        body.appendChild(predictionList(data.predictions));
+        var link = el("a", "", "Details");
+        link.href = urlFor(form.dataset.detailUrl, data.id);
+        link.appendChild(el("span", "visually-hidden", " of " + data.filename));
+        var linkLine = el("p");
+        linkLine.appendChild(link);
+        body.appendChild(linkLine);
+      },
+      failed: function (message) {
+        settle();
+        item.classList.add("result-error");
+        var error = el("p", "error", message);
+        error.setAttribute("role", "alert");
+        body.appendChild(error);
+      },
+    };
+  }
+
+  function predictionList(predictions) {
     var list = el("ol", "predictions");
     predictions.forEach(function (prediction) {
       var item = el("li", "prediction");
@@ -67,125 +225,122 @@
     return list;
   }
 
-  function renderSuccess(item, body, data) {
-    // The server's thumbnail shows formats the browser cannot (TIFF).
-    item.querySelector(".result-thumb").src = urlFor(form.dataset.thumbnailUrl, data.id);
-    var name = el("p", "result-name", data.filename);
-    if (data.duplicate) {
-      name.appendChild(document.createTextNode(" "));
-      name.appendChild(el("span", "badge", "Already uploaded"));
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      return null;
     }
-    body.appendChild(name);
-    var top = data.predictions[0];
-    var topLine = el("p", "top-label", top.label + " ");
-    topLine.appendChild(el("span", "top-score", percent(top.score)));
-    body.appendChild(topLine);
-    body.appendChild(renderPredictions(data.predictions));
-    var link = el("a", "", "Details");
-    link.href = urlFor(form.dataset.detailUrl, data.id);
-    link.appendChild(el("span", "visually-hidden", " of " + data.filename));
-    var linkLine = el("p");
-    linkLine.appendChild(link);
-    body.appendChild(linkLine);
   }
 
-  function renderError(item, body, message) {
-    item.classList.add("result-error");
-    var error = el("p", "error", message);
-    error.setAttribute("role", "alert");
-    body.appendChild(error);
-  }
-
-  function send(file) {
-    var item = el("li", "result result-pending");
-    var thumb = el("img", "result-thumb");
-    thumb.src = URL.createObjectURL(file);
-    thumb.alt = "Thumbnail of " + file.name;
-    item.appendChild(thumb);
-    var body = el("div", "result-body");
-    var pendingName = el("p", "result-name", file.name);
-    body.appendChild(pendingName);
-    item.appendChild(body);
-    results.insertBefore(item, results.firstChild);
-    heading.hidden = false;
-
-    function done() {
-      item.classList.remove("result-pending");
-    }
-    if (file.size > maxBytes) {
-      done();
-      renderError(item, body, "The file is too large: at most " + form.dataset.maxSize + " per image is accepted.");
-      return Promise.resolve();
-    }
-    var data = new FormData();
-    data.append("image", file, file.name);
-    return fetch(form.dataset.apiUrl, {
-      method: "POST",
-      body: data,
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken, Accept: "application/json" },
-    })
-      .then(function (response) {
-        return response.json().then(
-          function (json) { return { ok: response.ok, status: response.status, json: json }; },
-          function () { return { ok: false, status: response.status, json: null }; }
-        );
-      })
-      .then(function (answer) {
-        done();
-        if (answer.ok) {
-          body.removeChild(pendingName);
-          renderSuccess(item, body, answer.json);
-        } else if (answer.json && answer.json.error) {
-          renderError(item, body, answer.json.error.message);
-        } else {
-          renderError(item, body, "The server answered with status " + answer.status + ". Please try again.");
-        }
-      })
-      .catch(function () {
-        done();
-        renderError(item, body, "Could not reach the server. Check your connection and try again.");
+  // XMLHttpRequest rather than fetch: only it reports upload progress.
+  function send(file, view) {
+    return new Promise(function (resolve) {
+      var request = new XMLHttpRequest();
+      var data = new FormData();
+      data.append("image", file, file.name);
+      request.open("POST", form.dataset.apiUrl);
+      request.setRequestHeader("X-CSRFToken", csrfToken);
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", function (event) {
+        if (event.lengthComputable) view.uploading(event.loaded / event.total);
       });
+      request.upload.addEventListener("load", view.recognising);
+      request.addEventListener("load", function () {
+        var answer = parseJson(request.responseText);
+        if (request.status >= 200 && request.status < 300 && answer && answer.predictions) {
+          view.succeeded(answer);
+        } else if (answer && answer.error && answer.error.message) {
+          view.failed(answer.error.message);
+        } else {
+          view.failed("The server answered with status " + request.status + ". Please try again.");
+        }
+        resolve(request.status < 300);
+      });
+      request.addEventListener("error", function () {
+        view.failed("Could not reach the server. Check your connection and try again.");
+        resolve(false);
+      });
+      view.uploading(0);
+      request.send(data);
+    });
+  }
+
+  function runAll(jobs) {
+    var next = 0;
+    var outcomes = [];
+    function worker() {
+      if (next >= jobs.length) return Promise.resolve();
+      var index = next++;
+      return jobs[index]().then(function (ok) {
+        outcomes[index] = ok;
+        return worker();
+      });
+    }
+    var workers = [];
+    for (var i = 0; i < Math.min(PARALLEL_UPLOADS, jobs.length); i += 1) workers.push(worker());
+    return Promise.all(workers).then(function () { return outcomes; });
   }
 
   input.addEventListener("change", function () {
-    choose(input.files);
+    add(input.files);
+    input.value = "";  // the same file may be chosen again after removing it
   });
 
+  // Files dragged anywhere over the page land in the drop zone, never replace the page.
+  function carriesFiles(event) {
+    var types = event.dataTransfer && event.dataTransfer.types;
+    return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
+  }
   ["dragenter", "dragover"].forEach(function (type) {
-    dropzone.addEventListener(type, function (event) {
+    document.addEventListener(type, function (event) {
+      if (!carriesFiles(event)) return;
       event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
       dropzone.classList.add("is-dragging");
     });
   });
-  ["dragleave", "drop"].forEach(function (type) {
-    dropzone.addEventListener(type, function (event) {
-      event.preventDefault();
-      dropzone.classList.remove("is-dragging");
-    });
+  document.addEventListener("dragleave", function (event) {
+    if (!event.relatedTarget) dropzone.classList.remove("is-dragging");
   });
-  dropzone.addEventListener("drop", function (event) {
-    if (event.dataTransfer && event.dataTransfer.files.length) {
-      choose(event.dataTransfer.files);
-    }
+  document.addEventListener("drop", function (event) {
+    dropzone.classList.remove("is-dragging");
+    if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+    event.preventDefault();
+    add(event.dataTransfer.files);
+  });
+
+  document.addEventListener("paste", function (event) {
+    var files = event.clipboardData ? event.clipboardData.files : [];
+    if (!files || !files.length) return;  // pasted text goes where it was meant to
+    event.preventDefault();
+    add(files);
   });
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    if (!chosen.length && input.files.length) {
-      chosen = Array.prototype.slice.call(input.files);  // restored by the browser
-    }
-    if (!chosen.length) {
+    var ready = chosen.filter(function (entry) { return !entry.problem; });
+    if (!ready.length) {
+      announce(chosen.length ? "None of the chosen files can be sent." : "Choose at least one image.");
       input.focus();
       return;
     }
-    var files = chosen;
+    heading.hidden = false;
+    // The newest batch goes on top, in the order its files were chosen.
+    var anchor = results.firstChild;
+    var jobs = ready.map(function (entry) {
+      var view = resultView(entry.file);
+      results.insertBefore(view.item, anchor);
+      return function () { return send(entry.file, view); };
+    });
     chosen = [];
     previews.textContent = "";
-    form.reset();
-    // One at a time: the server classifies on CPU, and results arrive in order.
-    files.reduce(function (previous, file) {
-      return previous.then(function () { return send(file); });
-    }, Promise.resolve());
+    refreshChoice();
+    announce("Recognising " + plural(jobs.length, "image") + "…");
+    runAll(jobs).then(function (outcomes) {
+      var done = outcomes.filter(Boolean).length;
+      var failed = outcomes.length - done;
+      announce(plural(done, "image") + " recognised" + (failed ? ", " + failed + " refused." : "."));
+    });
   });
 })();
