@@ -25,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# bench/http.py must not shadow the standard library's http package (torch imports it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import numpy as np
 import torch
 import torchvision
