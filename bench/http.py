@@ -24,11 +24,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import http.client  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import secrets  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,14 +33,21 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
-from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.serving import (  # noqa: E402
+    create_tokens,
+    distinct_uploads,
+    free_port,
+    memory_mb,
+    start_service,
+    wait_for_port,
+    wait_until_healthy,
+)
 from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
 from recognition.engine.prepare import prepare  # noqa: E402
 
@@ -84,13 +88,14 @@ def main() -> None:
         raw = _raw_onnxruntime_batch8(manifest)
         print(f"raw ONNX Runtime, batch 8: {raw:.1f} images/s")
 
-        bodies = _distinct_uploads(args.requests * len(levels))
-        ours_port, seed_port = _free_port(), _free_port()
-        ours = _start_ours(data_dir, ours_port)
+        bodies = distinct_uploads(args.requests * len(levels))
+        ours_port, seed_port = free_port(), free_port()
+        ours = start_service(data_dir, ours_port)
         seed = _start_seed(weights, seed_port)
         try:
-            token = _wait_for_ours(ours_port, data_dir)
-            _wait_for_port(seed_port)
+            wait_until_healthy(ours_port)
+            [token] = create_tokens(data_dir, ours_port, ["bench"])
+            wait_for_port(seed_port)
             runs: list[Run] = []
             for n, clients in enumerate(levels):
                 chunk = bodies[n * args.requests : (n + 1) * args.requests]
@@ -130,84 +135,9 @@ def _raw_onnxruntime_batch8(manifest, iterations: int = 20) -> float:
     return 8 * iterations / (time.perf_counter() - started)
 
 
-def _distinct_uploads(count: int) -> list[tuple[str, bytes]]:
-    """Photo-sized JPEGs, each different, as ready-made multipart bodies."""
-    rng = np.random.default_rng(7)
-    base = np.linspace(0, 255, 640 * 480 * 3).reshape(480, 640, 3)
-    uploads = []
-    for i in range(count):
-        noise = rng.integers(0, 40, (480, 640, 3))
-        pixels = ((base + noise + i) % 256).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
-        uploads.append(_multipart(f"photo-{i}.jpg", buffer.getvalue()))
-    return uploads
 
 
-def _multipart(filename: str, data: bytes) -> tuple[str, bytes]:
-    boundary = secrets.token_hex(16)
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return f"multipart/form-data; boundary={boundary}", body
 
-
-def _server_env(data_dir: Path, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RECOGNITION_DATA_DIR": str(data_dir),
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "DEBUG": "0",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "GUNICORN_ACCESS_LOG": "",
-        # The benchmark is one user uploading fast: lift the abuse limits for it.
-        "RECOGNITION_UPLOAD_RATE_BURST": "1000000/min",
-        "RECOGNITION_UPLOAD_RATE_SUSTAINED": "1000000/day",
-    }
-
-
-def _start_ours(data_dir: Path, port: int) -> subprocess.Popen:
-    env = _server_env(data_dir, port)
-    manage = [PYTHON, str(REPO / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
-    return subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def _wait_for_ours(port: int, data_dir: Path) -> str:
-    _wait_for_port(port)
-    env = _server_env(data_dir, port)
-    script = (
-        "from django.contrib.auth.models import User; "
-        "from rest_framework.authtoken.models import Token; "
-        "user = User.objects.create_user('bench'); "
-        "print(Token.objects.create(user=user).key)"
-    )
-    out = subprocess.run(
-        [PYTHON, str(REPO / "manage.py"), "shell", "-c", script],
-        env=env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # warm-up happens before the first request
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/api/v1/health/")
-            if connection.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _start_seed(weights: Path, port: int) -> subprocess.Popen:
@@ -219,20 +149,6 @@ def _start_seed(weights: Path, port: int) -> subprocess.Popen:
     )
 
 
-def _wait_for_port(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _load(name, port, path, headers, bodies, clients, process) -> Run:
@@ -283,31 +199,10 @@ def _load(name, port, path, headers, bodies, clients, process) -> Run:
         p50_ms=statistics.median(ms),
         p95_ms=ms[max(0, int(round(0.95 * len(ms))) - 1)],
         max_ms=ms[-1],
-        peak_rss_mb=_peak_rss_mb(process.pid),
+        peak_rss_mb=memory_mb(process.pid),
     )
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """Sum of the peak resident memory (VmHWM) of a process and its children."""
-    total_kb = 0
-    for each in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return total_kb / 1024
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found + [grandchild for child in found for grandchild in _children(child)]
 
 
 def _ratios(runs: list[Run], raw: float) -> dict:

@@ -1,0 +1,149 @@
+"""Starting the real service for the HTTP benchmarks, and the loads they send it.
+
+Shared by bench/http.py and bench/load.py; loopback only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+
+_GRADIENT = np.linspace(0, 255, 640 * 480 * 3).reshape(480, 640, 3)
+
+
+def distinct_upload(i: int) -> tuple[str, bytes]:
+    """Photo-sized JPEG number i, different from every other, as a multipart body."""
+    noise = np.random.default_rng(i).integers(0, 40, (480, 640, 3))
+    pixels = ((_GRADIENT + noise + i) % 256).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    return multipart(f"photo-{i}.jpg", buffer.getvalue())
+
+
+def distinct_uploads(count: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [distinct_upload(i) for i in range(start, start + count)]
+
+
+def multipart(filename: str, data: bytes) -> tuple[str, bytes]:
+    boundary = secrets.token_hex(16)
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+def server_env(data_dir: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RECOGNITION_DATA_DIR": str(data_dir),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "GUNICORN_ACCESS_LOG": "",
+        # Benchmarks upload as fast as they can: lift the per-user abuse limits for them.
+        "RECOGNITION_UPLOAD_RATE_BURST": "1000000/min",
+        "RECOGNITION_UPLOAD_RATE_SUSTAINED": "1000000/day",
+    }
+
+
+def start_service(data_dir: Path, port: int) -> subprocess.Popen:
+    env = server_env(data_dir, port)
+    manage = [PYTHON, str(REPO / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
+    return subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def wait_until_healthy(port: int, timeout: float = 120) -> None:
+    """The worker warms its model up before serving, so poll the health endpoint."""
+    wait_for_port(port, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/api/v1/health/")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the service on port {port} did not become healthy in {timeout}s")
+
+
+def create_tokens(data_dir: Path, port: int, usernames: list[str]) -> list[str]:
+    """A user and an API token for each name, made in the service's own database."""
+    script = (
+        "import os; from django.contrib.auth.models import User; "
+        "from rest_framework.authtoken.models import Token; "
+        "[print(Token.objects.create(user=User.objects.create_user(name)).key) "
+        "for name in os.environ['BENCH_USERS'].split()]"
+    )
+    out = subprocess.run(
+        [PYTHON, str(REPO / "manage.py"), "shell", "-c", script],
+        env={**server_env(data_dir, port), "BENCH_USERS": " ".join(usernames)},
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.split()[-len(usernames) :]
+
+
+def wait_for_port(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """Resident memory of a process and its children, summed: VmHWM (each one's peak) or
+    VmRSS (now)."""
+    total_kb = 0
+    for each in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith(f"{field}:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kb / 1024
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found + [grandchild for child in found for grandchild in children(child)]
