@@ -131,7 +131,10 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
     log = ForwardLog(classifier)
     real_forward, busy, release = log.loaded.forward, threading.Event(), threading.Event()
 
+    held: list[int] = []
+
     def held_forward(batch):
+        held.append(len(batch))
         busy.set()
         release.wait(30)
         return real_forward(batch)
@@ -146,7 +149,7 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
         caller.start()
     assert busy.wait(30)  # the worker holds one batch; the rest queue behind it
     deadline = time.monotonic() + 30
-    while classifier._queue.qsize() < 3 and time.monotonic() < deadline:
+    while held[0] + classifier._queue.qsize() < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
 
     closing = threading.Thread(target=classifier.close)
