@@ -21,7 +21,12 @@ from recognition.engine.artifact import active_key
 from recognition.engine.prepare import PrepareOutcome, prepare
 from recognition.engine.service import Classifier
 from recognition.engine.specs import RESNET18, ModelSpec, WeightsSource
-from recognition.engine.weights import WeightsDownloadFailed, WeightsError, WeightsMismatch
+from recognition.engine.weights import (
+    WeightsDownloadFailed,
+    WeightsError,
+    WeightsMismatch,
+    obtain_official,
+)
 
 LABELS = ["granite", "basalt", "marble", "slate", "quartzite"]
 
@@ -189,6 +194,42 @@ def test_an_unreachable_server_fails_quickly_with_the_offline_help(official, tmp
     assert f"SHA-256 {official.sha256}" in message
     assert "--weights" in message and "--fallback" in message
     assert _nothing_written(models_dir)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers: a firewall that swallows packets."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/models/resnet18-00000000.pth"
+    stop.set()
+    thread.join(5)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_server_that_never_answers_fails_within_the_timeout(official, silent_server):
+    started = time.monotonic()
+
+    with pytest.raises(WeightsDownloadFailed, match="no internet access"):
+        obtain_official(official.spec(silent_server), timeout=1.0)
+
+    assert time.monotonic() - started < 15, "the download hung instead of timing out"
 
 
 def test_with_fallback_an_unreachable_server_prepares_efficientnet_lite0(official, tmp_path):
