@@ -1,0 +1,138 @@
+"""Does the service's memory stay flat? 2000 distinct-image uploads, RSS sampled.
+
+    .venv/bin/python bench/soak.py [--requests 2000] [--clients 4]
+
+Starts the real service (gunicorn, production settings, SQLite, a random-init ResNet-18)
+on 127.0.0.1, uploads `requests` distinct images from `clients` threads, and reads the
+resident memory of all its processes at the start (after warm-up and a first upload),
+in the middle and at the end. Prints a table and writes bench/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/http.py must not shadow the standard library's http package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.serving import (  # noqa: E402
+    create_tokens,
+    distinct_upload,
+    free_port,
+    memory_mb,
+    start_service,
+    wait_until_healthy,
+)
+from recognition.engine.prepare import prepare  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "soak.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as scratch:
+        data_dir = Path(scratch) / "data"
+        weights = Path(scratch) / "resnet18-random.pth"
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+        prepare(data_dir / "models", weights_file=weights, custom=True)
+        port = free_port()
+        server = start_service(data_dir, port)
+        try:
+            wait_until_healthy(port)
+            [token] = create_tokens(data_dir, port, ["soak"])
+            samples, errors = _soak(port, token, args.requests, args.clients, server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    start, end = samples["start"], samples["end"]
+    report = {
+        "requests": args.requests,
+        "clients": args.clients,
+        "errors": errors,
+        "rss_mb": samples,
+        "growth_percent": (end - start) / start * 100,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'moment':<8} {'server RSS MB':>14}")
+    for moment, mb in samples.items():
+        print(f"{moment:<8} {mb:>14.0f}")
+    print(
+        f"{args.requests} distinct uploads, {errors} errors; "
+        f"RSS growth start -> end: {report['growth_percent']:+.1f} %"
+    )
+    print(f"\nWritten to {args.output}")
+    if errors:
+        sys.exit(1)
+
+
+def _soak(port: int, token: str, requests: int, clients: int, pid: int):
+    headers = {"Authorization": f"Token {token}"}
+    lock = threading.Lock()
+    state = {"next": 1, "done": 0, "errors": 0}
+    samples: dict[str, float] = {}
+
+    def upload(number: int) -> bool:
+        content_type, body = distinct_upload(number)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request(
+                "POST", "/api/v1/classifications/", body, {**headers, "Content-Type": content_type}
+            )
+            response = connection.getresponse()
+            response.read()
+            return response.status == 201
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    # One upload first: lazy allocations (thumbnail, DB caches) are not growth.
+    state["errors"] += not upload(0)
+    samples["start"] = memory_mb(pid, "VmRSS")
+
+    def client() -> None:
+        while True:
+            with lock:
+                if state["next"] > requests:
+                    return
+                number = state["next"]
+                state["next"] += 1
+            ok = upload(number)
+            with lock:
+                state["done"] += 1
+                state["errors"] += not ok
+                if state["done"] == requests // 2:
+                    samples["middle"] = memory_mb(pid, "VmRSS")
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    samples["end"] = memory_mb(pid, "VmRSS")
+    return samples, state["errors"]
+
+
+if __name__ == "__main__":
+    main()
