@@ -34,7 +34,6 @@ import time  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 
 import torch  # noqa: E402
-import torchvision  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,12 +43,12 @@ from bench.serving import (  # noqa: E402
     distinct_uploads,
     free_port,
     memory_mb,
-    start_service,
+    prepare_random_model,
+    running_service,
+    stop,
     wait_for_port,
-    wait_until_healthy,
 )
 from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
-from recognition.engine.prepare import prepare  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "http.json"
 PYTHON = sys.executable
@@ -79,38 +78,29 @@ def main() -> None:
     levels = [int(level) for level in args.levels.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
-        scratch = Path(scratch)
-        weights = scratch / "resnet18-random.pth"
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-        data_dir = scratch / "data"
-        manifest = prepare(data_dir / "models", weights_file=weights, custom=True).manifest
+        data_dir = Path(scratch) / "data"
+        weights, manifest = prepare_random_model(data_dir)
         raw = _raw_onnxruntime_batch8(manifest)
         print(f"raw ONNX Runtime, batch 8: {raw:.1f} images/s")
 
         bodies = distinct_uploads(args.requests * len(levels))
-        ours_port, seed_port = free_port(), free_port()
-        ours = start_service(data_dir, ours_port)
+        seed_port = free_port()
         seed = _start_seed(weights, seed_port)
         try:
-            wait_until_healthy(ours_port)
-            [token] = create_tokens(data_dir, ours_port, ["bench"])
-            wait_for_port(seed_port)
-            runs: list[Run] = []
-            for n, clients in enumerate(levels):
-                chunk = bodies[n * args.requests : (n + 1) * args.requests]
-                for name, port, process, path, headers in (
+            with running_service(data_dir) as (ours_port, ours):
+                [token] = create_tokens(data_dir, ours_port, ["bench"])
+                wait_for_port(seed_port)
+                servers = (
                     ("ours", ours_port, ours, "/api/v1/classifications/", {"Authorization": f"Token {token}"}),
                     ("seed-flask", seed_port, seed, "/predict", {}),
-                ):
-                    runs.append(_load(name, port, path, headers, chunk, clients, process))
+                )
+                runs: list[Run] = []
+                for n, clients in enumerate(levels):
+                    chunk = bodies[n * args.requests : (n + 1) * args.requests]
+                    for name, port, process, path, headers in servers:
+                        runs.append(_load(name, port, path, headers, chunk, clients, process))
         finally:
-            for process in (ours, seed):
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(seed)
 
     report = {
         "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__},

@@ -29,8 +29,6 @@ import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,12 +37,10 @@ from bench.serving import (  # noqa: E402
     create_tokens,
     distinct_upload,
     distinct_uploads,
-    free_port,
     memory_mb,
-    start_service,
-    wait_until_healthy,
+    prepare_random_model,
+    running_service,
 )
-from recognition.engine.prepare import prepare  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "load.json"
 REQUEST_TIMEOUT = 60
@@ -63,22 +59,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as scratch:
         data_dir = Path(scratch) / "data"
-        weights = Path(scratch) / "resnet18-random.pth"
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-        prepare(data_dir / "models", weights_file=weights, custom=True)
-        port = free_port()
-        server = start_service(data_dir, port)
-        try:
-            wait_until_healthy(port)
+        prepare_random_model(data_dir)
+        with running_service(data_dir) as (port, server):
             tokens = create_tokens(data_dir, port, [f"load{i}" for i in range(args.users)])
             memory_start = memory_mb(server.pid, "VmRSS")
             stats = _drive(port, tokens, args.clients, duration)
             memory_end = memory_mb(server.pid, "VmRSS")
             memory_peak = memory_mb(server.pid, "VmHWM")
-        finally:
-            server.terminate()
-            server.wait(30)
 
     report = _report(stats, duration, args, memory_start, memory_end, memory_peak)
     args.output.parent.mkdir(parents=True, exist_ok=True)

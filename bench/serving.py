@@ -13,13 +13,50 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
+import torchvision
 from PIL import Image
+
+from recognition.engine.artifact import Manifest
+from recognition.engine.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+def prepare_random_model(data_dir: Path) -> tuple[Path, Manifest]:
+    """A seeded random-init ResNet-18, saved and prepared into data_dir/models as
+    prepare_model would: speed does not depend on the weights' values."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    weights = data_dir / "resnet18-random.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    return weights, prepare(data_dir / "models", weights_file=weights, custom=True).manifest
+
+
+@contextmanager
+def running_service(data_dir: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The real service on a free loopback port, healthy; stopped afterwards."""
+    port = free_port()
+    server = start_service(data_dir, port)
+    try:
+        wait_until_healthy(port)
+        yield port, server
+    finally:
+        stop(server)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 _GRADIENT = np.linspace(0, 255, 640 * 480 * 3).reshape(480, 640, 3)

@@ -22,21 +22,16 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.serving import (  # noqa: E402
     create_tokens,
     distinct_upload,
-    free_port,
     memory_mb,
-    start_service,
-    wait_until_healthy,
+    prepare_random_model,
+    running_service,
 )
-from recognition.engine.prepare import prepare  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "soak.json"
 
@@ -50,19 +45,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as scratch:
         data_dir = Path(scratch) / "data"
-        weights = Path(scratch) / "resnet18-random.pth"
-        torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-        prepare(data_dir / "models", weights_file=weights, custom=True)
-        port = free_port()
-        server = start_service(data_dir, port)
-        try:
-            wait_until_healthy(port)
+        prepare_random_model(data_dir)
+        with running_service(data_dir) as (port, server):
             [token] = create_tokens(data_dir, port, ["soak"])
             samples, errors = _soak(port, token, args.requests, args.clients, server.pid)
-        finally:
-            server.terminate()
-            server.wait(30)
 
     start, end = samples["start"], samples["end"]
     report = {
