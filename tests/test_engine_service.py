@@ -150,3 +150,24 @@ def test_it_switches_to_the_model_prepare_model_makes_active(models_dir, tmp_pat
     assert second.version != first.version and second.num_categories == 5
     (result,) = classifier.classify([_picture(0)], top_k=10)
     assert {p.label for p in result.predictions} == set(NEW_LABELS)
+
+
+def test_a_broken_model_is_not_re_verified_on_every_request_until_its_files_change(
+    models_dir, backend, monkeypatch
+):
+    import recognition.engine.backends as backends
+
+    artifact = _artifact(models_dir, backend)
+    original = artifact.read_bytes()
+    _flip_bytes(artifact)
+    classifier = Classifier(models_dir, backend=backend)
+    assert not classifier.is_ready()
+    hashed: list[Path] = []
+    real_sha256 = backends.sha256_file
+    monkeypatch.setattr(backends, "sha256_file", lambda path: hashed.append(path) or real_sha256(path))
+
+    ready = [classifier.is_ready() for _ in range(5)]
+
+    assert ready == [False] * 5 and hashed == []  # e.g. a public health probe, polled
+    artifact.write_bytes(original)  # the fix changes the file, so it is tried at once
+    assert classifier.is_ready()

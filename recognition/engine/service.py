@@ -17,8 +17,19 @@ from .backends import DEFAULT_BACKEND, BackendError, Runner, artifact_for, load_
 from .preprocess import Preprocessor
 
 
+# However unchanged the files look, a failed load is tried again after this long.
+RETRY_FAILED_LOAD_SECONDS = 5.0
+
+
 class ModelUnavailable(Exception):
     """No usable model: missing, unverifiable or unloadable. The message says the fix."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    probe: tuple
+    at: float
+    message: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class Classifier:
         self.backend = backend
         self._lock = threading.Lock()
         self._loaded: LoadedModel | None = None
+        self._failure: _Failure | None = None
+        self._attempted: Path | None = None  # the artifact the last load tried
 
     def identity(self) -> ModelIdentity:
         return self.current().identity
@@ -122,8 +135,34 @@ class Classifier:
             loaded = self._loaded
             if loaded is None or loaded.signature != self._signature(loaded.manifest):
                 self._loaded = None
-                self._loaded = self._load()
+                self._loaded = self._load_unless_known_broken()
             return self._loaded
+
+    def _load_unless_known_broken(self) -> LoadedModel:
+        """A failed load is not retried (re-reading and hashing the artifact) on every
+        request or public health probe: only once the files change, or after a while."""
+        failure = self._failure
+        if (
+            failure is not None
+            and failure.probe == self._probe()
+            and time.monotonic() - failure.at < RETRY_FAILED_LOAD_SECONDS
+        ):
+            raise ModelUnavailable(failure.message)
+        try:
+            loaded = self._load()
+        except ModelUnavailable as exc:
+            self._failure = _Failure(self._probe(), time.monotonic(), str(exc))
+            raise
+        self._failure = None
+        return loaded
+
+    def _probe(self) -> tuple:
+        """What a fix changes: the pointer, the folder, the artifact last tried."""
+        return (
+            _stat_key(self.models_dir / ACTIVE_POINTER),
+            _stat_key(self.models_dir),
+            _stat_key(self._attempted) if self._attempted else None,
+        )
 
     def _signature(self, manifest: Manifest) -> tuple:
         """Cheap stat()s that change whenever the active model or its artifact changes."""
@@ -133,6 +172,7 @@ class Classifier:
     def _load(self) -> LoadedModel:
         try:
             manifest = load_active_manifest(self.models_dir, self.model)
+            self._attempted = artifact_for(manifest, self.backend)[0]
             forward = load_runner(manifest, self.backend, self.threads)
         except (ArtifactError, BackendError) as exc:
             raise ModelUnavailable(str(exc)) from None
