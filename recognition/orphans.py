@@ -59,6 +59,10 @@ def orphans_remove(scan: OrphanScan) -> list[Path]:
     """Remove the scan's orphans; the ones actually removed."""
     removed = []
     for path in scan.orphans:
+        # Files are named by their hash: an upload of the same bytes since the scan may
+        # have adopted this one (it found the file there and did not write its own).
+        if StoredImage.objects.filter(sha256=path.name.split(".")[0]).exists():
+            continue
         try:
             path.unlink()
         except FileNotFoundError:

@@ -103,3 +103,26 @@ def test_it_reports_nothing_to_do_on_a_clean_media_folder(kept):
         "0 stored images with a missing file."
     )
     assert err == ""
+
+
+def test_a_file_adopted_by_an_upload_after_the_scan_is_not_removed(alice, make_image):
+    from recognition.orphans import orphans_find, orphans_remove
+
+    from recognition.services import upload_delete
+
+    data = make_image()
+    first = upload_classify(user=alice, file=as_upload(data)).upload
+    stored = first.stored_image
+    image = storage.media_path(stored.path)
+    kept_bytes = image.read_bytes()
+    upload_delete(user=alice, upload_id=first.pk)
+    # As if a killed upload had left the file but never committed its rows.
+    storage.write_atomically(image, kept_bytes)
+    os.utime(image, (TWO_HOURS_AGO, TWO_HOURS_AGO))
+    scan = orphans_find()
+    assert image in scan.orphans
+
+    upload_classify(user=alice, file=as_upload(data))  # finds the file, keeps it, commits
+
+    assert orphans_remove(scan) == []
+    assert image.exists() and StoredImage.objects.filter(sha256=stored.sha256).exists()
