@@ -181,7 +181,12 @@ def _upload_once(
             storage.remove_quietly(path)
         raise
     # A concurrent delete of the last other upload may have removed the file meanwhile.
-    _write_image(path, data)
+    # The rows are committed by now: a failure here must not claim nothing was saved.
+    try:
+        storage.write_if_missing(path, data)
+    except OSError as exc:
+        # The next upload of these bytes writes it again; cleanup_orphans reports it.
+        logger.error("Image %s is recorded but could not be rewritten: %s", sha256, exc)
     return upload, duplicate
 
 

@@ -48,8 +48,8 @@ def stored_image_thumbnail_response(stored: StoredImage) -> FileResponse:
 def _file_response(path: Path, content_type: str, filename: str | None) -> FileResponse:
     try:
         handle = path.open("rb")
-    except FileNotFoundError:
-        logger.warning("Image file %s is missing", path)
+    except OSError as exc:  # missing, or unreadable: either way the user cannot have it
+        logger.warning("Image file %s cannot be read: %s", path, exc)
         raise Http404("This image is not available.") from None
     response = FileResponse(handle, content_type=content_type, filename=filename or "")
     # Private to this user; stored images never change, so browsers may keep them.
