@@ -209,6 +209,29 @@ def test_the_upload_page_shows_a_readable_message_when_the_disk_is_full(
     assert Upload.objects.count() == 0
 
 
+@pytest.mark.django_db
+def test_a_full_disk_on_one_file_of_a_page_upload_keeps_the_others_results(
+    alice_client, make_image, monkeypatch
+):
+    real_write, writes = storage.write_atomically, []
+
+    def full_after_the_first(path, data):
+        writes.append(path)
+        if len(writes) > 1:
+            _failing_write(errno.ENOSPC)(path, data)
+        real_write(path, data)
+
+    monkeypatch.setattr(storage, "write_atomically", full_after_the_first)
+    files = [as_upload(make_image(seed=1), "first.jpg"), as_upload(make_image(seed=2), "second.jpg")]
+
+    response = alice_client.post("/", {"images": files})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "no room left to store images" in html and "second.jpg" in html
+    assert list(Upload.objects.values_list("original_filename", flat=True)) == ["first.jpg"]
+
+
 # --- A worker killed mid-upload -----------------------------------------------------
 
 STALL_BEFORE_COMMIT = """

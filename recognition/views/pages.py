@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Paginator
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -20,6 +21,7 @@ from ..classifier import get_classifier
 from ..engine.artifact import ArtifactError, Manifest
 from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS, ImageRejected, NotAnImage
 from ..engine.service import ModelUnavailable
+from ..faults import StorageFailed, describe_fault
 from ..forms import HistorySearchForm, UploadForm
 from ..models import Classification
 from ..selectors import upload_get_for_user, upload_list_for_user
@@ -86,6 +88,12 @@ def _upload_one(request: HttpRequest, file: UploadedFile) -> FileResult:
         return FileResult(name, error=exc.message, status=status)
     except ModelUnavailable as exc:
         return FileResult(name, error=f"Image recognition is unavailable: {exc}", status=503)
+    except (StorageFailed, DatabaseError) as exc:
+        # This file's fault only: the files before it are saved and keep their results.
+        fault = describe_fault(exc)
+        if fault is None:
+            raise
+        return FileResult(name, error=fault.message, status=fault.status)
     return FileResult(outcome.upload.original_filename, outcome=outcome)
 
 
