@@ -70,6 +70,7 @@ PICTURES: dict[str, Callable[[], bytes]] = {
     "200x300 png": lambda: _encode(_picture(200, 300), "PNG"),
     "10000x20 strip png": lambda: _encode(_picture(10_000, 20), "PNG"),
     "640x480 jpeg": lambda: _encode(_picture(640, 480), "JPEG", quality=90),
+    "1800x1200 jpeg": lambda: _encode(_picture(1800, 1200), "JPEG", quality=90),
     "greyscale L png": lambda: _encode(_picture(300, 200).convert("L"), "PNG"),
     "palette with transparency png": _palette_with_transparency,
     "RGBA png": lambda: _encode(_with_alpha(_picture(300, 200)), "PNG"),
@@ -146,7 +147,10 @@ def test_an_exif_rotated_jpeg_is_classified_as_its_upright_pixels(classifier):
     assert (served - _served_probabilities(classifier, stored)).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["1x1 png", "300x200 png", "200x300 png", "10000x20 strip png"])
+@pytest.mark.parametrize(
+    "name",
+    ["1x1 png", "300x200 png", "200x300 png", "10000x20 strip png", "640x480 jpeg", "1800x1200 jpeg"],
+)
 def test_the_preprocessor_gives_the_reference_transforms_tensor(name):
     image = decode_image(PICTURES[name]()).image
     spec = Preprocessing()
@@ -155,4 +159,8 @@ def test_the_preprocessor_gives_the_reference_transforms_tensor(name):
     reference = spec.reference_transform()(image)
 
     assert ours.shape == reference.shape == (3, 224, 224)
-    assert torch.allclose(ours, reference, atol=1e-6, rtol=0)
+    # Back to 8-bit steps: the fast crop-first resize may round a few pixels the other way.
+    std = torch.tensor(spec.std).view(3, 1, 1)
+    steps = ((ours - reference) * std * 255).abs()
+    assert steps.max() <= 1 + 1e-3
+    assert (steps > 0.5).float().mean() <= 0.001
