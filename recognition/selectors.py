@@ -59,7 +59,13 @@ def upload_get_for_user(*, user: AbstractBaseUser | AnonymousUser, upload_id: in
         raise Http404("No such upload.") from None
 
 
+# An upload's predictions, best first, fetched for many uploads in one query.
+RANKED_PREDICTIONS = Prefetch(
+    "classification__predictions", queryset=Prediction.objects.order_by("rank")
+)
+
+
 def _uploads_with_results() -> QuerySet[Upload]:
     return Upload.objects.select_related("stored_image", "classification").prefetch_related(
-        Prefetch("classification__predictions", queryset=Prediction.objects.order_by("rank"))
+        RANKED_PREDICTIONS
     )

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ from .engine.images import decode_image
 from .faults import StorageFailed
 from .filenames import clean_filename
 from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
-from .selectors import upload_get_for_user
+from .selectors import RANKED_PREDICTIONS, upload_get_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +96,9 @@ def upload_classify(
         except _StaleRead:
             if attempt == _ATTEMPTS:
                 raise RuntimeError("The image kept changing during the upload.") from None
-    return UploadOutcome(
-        upload=upload_get_for_user(user=user, upload_id=upload.pk),
-        duplicate=duplicate,
-        top_k=top_k,
-    )
+    # The rows in hand are what was committed; only the ranked predictions are read back.
+    prefetch_related_objects([upload], RANKED_PREDICTIONS)
+    return UploadOutcome(upload=upload, duplicate=duplicate, top_k=top_k)
 
 
 def upload_delete(*, user: AbstractBaseUser, upload_id: int) -> None:
@@ -173,9 +172,15 @@ def _upload_once(
     wrote = _write_image(path, data)
     try:
         with transaction.atomic():
-            stored = _get_or_create_stored_image(facts)
-            classification = _get_or_create_classification(stored, model, result)
-            upload, duplicate = _create_or_touch_upload(user, stored, classification, filename)
+            stored, created = _get_or_create_stored_image(facts, probably_new=decoded is not None)
+            if created and result is not None:
+                # No other transaction can see the new image yet, so no classification or
+                # upload of it can exist: plain inserts, no look-ups, no savepoints.
+                classification = _create_classification(stored, result)
+                upload, duplicate = _create_upload(user, stored, classification, filename), False
+            else:
+                classification = _get_or_create_classification(stored, model, result)
+                upload, duplicate = _create_or_touch_upload(user, stored, classification, filename)
     except BaseException:
         if wrote and not _is_referenced(sha256):
             storage.remove_quietly(path)
@@ -197,14 +202,16 @@ def _write_image(path: Path, data: bytes) -> bool:
         raise StorageFailed(exc) from exc
 
 
-def _get_or_create_stored_image(facts: _ImageFacts) -> StoredImage:
+def _get_or_create_stored_image(facts: _ImageFacts, probably_new: bool) -> tuple[StoredImage, bool]:
+    """The image's row, locked (PostgreSQL), and whether this transaction created it."""
     locked = StoredImage.objects.select_for_update()
-    stored = locked.filter(sha256=facts.sha256).first()
-    if stored is not None:
-        return stored
+    if not probably_new:
+        stored = locked.filter(sha256=facts.sha256).first()
+        if stored is not None:
+            return stored, False
     try:
         with transaction.atomic():
-            return StoredImage.objects.create(
+            stored = StoredImage.objects.create(
                 sha256=facts.sha256,
                 path=facts.path,
                 width=facts.width,
@@ -212,8 +219,9 @@ def _get_or_create_stored_image(facts: _ImageFacts) -> StoredImage:
                 format=facts.format,
                 byte_size=facts.byte_size,
             )
+            return stored, True
     except IntegrityError:  # a concurrent upload of the same bytes got there first
-        return locked.get(sha256=facts.sha256)
+        return locked.get(sha256=facts.sha256), False
 
 
 def _get_or_create_classification(
@@ -226,56 +234,66 @@ def _get_or_create_classification(
         return existing
     if result is None:
         raise _StaleRead()
-    top = result.predictions[0]
     try:
         with transaction.atomic():
-            classification = Classification.objects.create(
-                stored_image=stored,
-                model_name=model.name,
-                model_version=model.version,
-                inference_ms=max(result.inference_ms, 0.0),
-                top_label=top.label,
-                top_score=_probability(top.score),
-            )
-            Prediction.objects.bulk_create(
-                Prediction(
-                    classification=classification,
-                    rank=rank,
-                    label=prediction.label,
-                    index=prediction.index,
-                    score=_probability(prediction.score),
-                )
-                for rank, prediction in enumerate(result.predictions[:MAX_TOP_K], start=1)
-            )
-            return classification
+            return _create_classification(stored, result)
     except IntegrityError:  # the same image was classified concurrently by the same model
         return Classification.objects.get(
             stored_image=stored, model_name=model.name, model_version=model.version
         )
 
 
+def _create_classification(stored: StoredImage, result: engine.Classification) -> Classification:
+    top = result.predictions[0]
+    classification = Classification.objects.create(
+        stored_image=stored,
+        model_name=result.model.name,
+        model_version=result.model.version,
+        inference_ms=max(result.inference_ms, 0.0),
+        top_label=top.label,
+        top_score=_probability(top.score),
+    )
+    Prediction.objects.bulk_create(
+        Prediction(
+            classification=classification,
+            rank=rank,
+            label=prediction.label,
+            index=prediction.index,
+            score=_probability(prediction.score),
+        )
+        for rank, prediction in enumerate(result.predictions[:MAX_TOP_K], start=1)
+    )
+    return classification
+
+
+def _create_upload(
+    user: AbstractBaseUser, stored: StoredImage, classification: Classification, filename: str
+) -> Upload:
+    now = timezone.now()
+    return Upload.objects.create(
+        user=user,
+        stored_image=stored,
+        classification=classification,
+        original_filename=filename,
+        created_at=now,
+        last_uploaded_at=now,
+    )
+
+
 def _create_or_touch_upload(
     user: AbstractBaseUser, stored: StoredImage, classification: Classification, filename: str
 ) -> tuple[Upload, bool]:
-    now = timezone.now()
     mine = Upload.objects.select_for_update().filter(user=user, stored_image=stored)
     upload = mine.first()
     if upload is None:
         try:
             with transaction.atomic():
-                upload = Upload.objects.create(
-                    user=user,
-                    stored_image=stored,
-                    classification=classification,
-                    original_filename=filename,
-                    created_at=now,
-                    last_uploaded_at=now,
-                )
-                return upload, False
+                return _create_upload(user, stored, classification, filename), False
         except IntegrityError:  # the same user sent the same bytes twice at once
             upload = mine.get()
+    upload.stored_image = stored
     upload.classification = classification
-    upload.last_uploaded_at = max(now, upload.created_at)
+    upload.last_uploaded_at = max(timezone.now(), upload.created_at)
     upload.save(update_fields=["classification", "last_uploaded_at"])
     return upload, True
 

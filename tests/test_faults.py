@@ -240,7 +240,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from recognition import services
 
-create_upload = services._create_or_touch_upload
+create_upload = services._create_upload
 
 def create_and_stall(*args, **kwargs):
     created = create_upload(*args, **kwargs)  # every row written, none committed
@@ -248,7 +248,7 @@ def create_and_stall(*args, **kwargs):
     time.sleep(600)
     return created
 
-services._create_or_touch_upload = create_and_stall
+services._create_upload = create_and_stall
 user = get_user_model().objects.create_user("alice")
 data = open(sys.argv[1], "rb").read()
 services.upload_classify(user=user, file=SimpleUploadedFile("photo.jpg", data))

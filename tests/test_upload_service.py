@@ -115,7 +115,7 @@ def test_it_leaves_no_rows_and_no_file_when_saving_the_upload_fails(alice, make_
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services, "_create_or_touch_upload", broken)
+    monkeypatch.setattr(services, "_create_upload", broken)
 
     with pytest.raises(RuntimeError):
         upload_classify(user=alice, file=as_upload(make_image()))
@@ -133,7 +133,7 @@ def test_a_failed_upload_of_a_known_image_keeps_the_file_others_rely_on(
     data = make_image()
     upload_classify(user=alice, file=as_upload(data))
 
-    monkeypatch.setattr(services, "_create_or_touch_upload", lambda *a: 1 / 0)
+    monkeypatch.setattr(services, "_create_upload", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         upload_classify(user=bob, file=as_upload(data))
 
