@@ -195,6 +195,8 @@ if RECOGNITION_BACKEND not in ("onnxruntime", "torchscript"):
 # this long for company (only while other requests are on their way). 1 turns it off.
 RECOGNITION_MAX_BATCH = envint("RECOGNITION_MAX_BATCH", 8, minimum=1)
 RECOGNITION_BATCH_WAIT_MS = envint("RECOGNITION_BATCH_WAIT_MS", 5, minimum=0)
+# Forward passes that run at once, each on its own batch (with MAX_BATCH > 1).
+RECOGNITION_BATCH_RUNNERS = envint("RECOGNITION_BATCH_RUNNERS", 1, minimum=1)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 RECOGNITION_MAX_PIXELS = envint("RECOGNITION_MAX_PIXELS", 40_000_000, minimum=1)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)

@@ -22,6 +22,7 @@ def get_classifier() -> Classifier:
         settings.RECOGNITION_BACKEND,
         settings.RECOGNITION_MAX_BATCH,
         settings.RECOGNITION_BATCH_WAIT_MS,
+        settings.RECOGNITION_BATCH_RUNNERS,
     )
     classifier = _classifiers.get(key)
     if classifier is None:
@@ -33,7 +34,7 @@ def get_classifier() -> Classifier:
     return classifier
 
 
-def _build(models_dir, model, threads, backend, max_batch, wait_ms) -> Classifier:
+def _build(models_dir, model, threads, backend, max_batch, wait_ms, runners) -> Classifier:
     if max_batch > 1:
         return BatchingClassifier(
             models_dir,
@@ -42,6 +43,7 @@ def _build(models_dir, model, threads, backend, max_batch, wait_ms) -> Classifie
             backend=backend,
             max_batch=max_batch,
             max_wait_ms=wait_ms,
+            runners=runners,
         )
     return Classifier(models_dir, model=model, threads=threads, backend=backend)
 

@@ -161,3 +161,33 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
     assert len(answers) == 5 and all(len(a[0].predictions) == 3 for a in answers)
     with pytest.raises(ClassifierClosed):
         classifier.classify([_picture(7)])
+
+
+def test_two_runners_work_on_two_batches_at_once(prepared_models_dir):
+    classifier = BatchingClassifier(prepared_models_dir, max_batch=2, max_wait_ms=0, runners=2)
+    log = ForwardLog(classifier)
+    real_forward, both_in = log.loaded.forward, threading.Barrier(2, timeout=30)
+
+    def forward_meeting_the_other_runner(batch):
+        both_in.wait()  # breaks (and fails the callers) unless two passes overlap
+        return real_forward(batch)
+
+    log.loaded = dataclasses.replace(log.loaded, forward=forward_meeting_the_other_runner)
+    try:
+        results = _in_threads(2, lambda i: classifier.classify([_picture(i)]))
+    finally:
+        classifier.close()
+
+    assert all(not isinstance(r, Exception) and len(r[0].predictions) == 3 for r in results)
+
+
+def test_closing_with_several_runners_answers_everyone_and_stops_them_all(prepared_models_dir):
+    classifier = BatchingClassifier(prepared_models_dir, max_batch=2, max_wait_ms=0, runners=3)
+
+    results = _in_threads(12, lambda i: classifier.classify([_picture(i)]))
+    classifier.close()
+
+    assert all(len(r[0].predictions) == 3 for r in results)
+    assert not any(runner.is_alive() for runner in classifier._runners)
+    with pytest.raises(ClassifierClosed):
+        classifier.classify([_picture(99)])

@@ -1,10 +1,11 @@
-"""Micro-batching: concurrent requests in one process share one forward pass.
+"""Micro-batching: concurrent requests in one process share forward passes.
 
-A CPU network runs a batch of 8 images in far less than 8 times the time of one, so
-requests that arrive together are grouped. Each caller preprocesses its own images (in
-parallel, in its own thread) and waits for its own results; one worker thread runs the
-model. A lone request is never held back: the worker waits for company only while other
-callers are on their way, and at most `max_wait_ms`.
+Requests that arrive together are grouped into one forward pass, which TorchScript runs
+much faster per image than one at a time (ONNX Runtime on a small CPU gains less: see
+README, "Performance"). Each caller preprocesses its own images, in its own thread, and
+waits for its own results; runner threads run the model. A lone request is never held
+back: a runner waits for company only while other callers are still preprocessing, and
+at most `max_wait_ms`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ _STOP = object()
 
 
 class BatchingClassifier(Classifier):
-    """A Classifier whose classify() calls from many threads share forward passes."""
+    """A Classifier whose classify() calls from many threads share forward passes.
+
+    `runners` threads run forward passes, each on its own batch: with one intra-op thread
+    each, the cores work on separate batches and none waits at a parallel op's barrier
+    for a core that the request threads took (bench/http.py measures the layouts).
+    """
 
     def __init__(
         self,
@@ -58,71 +64,77 @@ class BatchingClassifier(Classifier):
         backend: str = DEFAULT_BACKEND,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        runners: int = 1,
     ):
         super().__init__(models_dir, model=model, threads=threads, backend=backend)
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self._queue: queue.Queue = queue.Queue()
-        self._callers = 0  # callers inside classify(): preprocessing or waiting
-        self._callers_lock = threading.Lock()
+        self._on_the_way = 0  # callers preprocessing, about to queue a request
+        self._on_the_way_lock = threading.Lock()
         self._closed = False
-        # Taken to enqueue and to close: nothing can slip in behind the stop marker.
+        # Taken to enqueue and to close: nothing can slip in behind the stop markers.
         self._submit_lock = threading.Lock()
-        self._worker = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
-        self._worker.start()
+        self._runners = [
+            threading.Thread(target=self._run, name=f"micro-batcher-{i}", daemon=True)
+            for i in range(max(1, runners))
+        ]
+        for runner in self._runners:
+            runner.start()
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Classification]:
         if not images:
             return []
-        with self._callers_lock:
-            self._callers += 1
+        with self._on_the_way_lock:
+            self._on_the_way += 1
         try:
             loaded = self.current()
             started = time.perf_counter()
             tensors = loaded.preprocessor.batch(images)
             preprocess_ms = (time.perf_counter() - started) * 1000
-            request = _Request(loaded, tensors, top_k, preprocess_ms)
-            with self._submit_lock:
-                if self._closed:
-                    raise ClassifierClosed("The classifier is shutting down.")
-                self._queue.put(request)
-            return request.future.result()
         finally:
-            with self._callers_lock:
-                self._callers -= 1
+            with self._on_the_way_lock:
+                self._on_the_way -= 1
+        request = _Request(loaded, tensors, top_k, preprocess_ms)
+        with self._submit_lock:
+            if self._closed:
+                raise ClassifierClosed("The classifier is shutting down.")
+            self._queue.put(request)
+        return request.future.result()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop taking requests, finish those already queued, stop the worker."""
+        """Stop taking requests, finish those already queued, stop the runners."""
         with self._submit_lock:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
-        self._worker.join(timeout)
+            for _ in self._runners:  # each runner takes exactly one, after every request
+                self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for runner in self._runners:
+            runner.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
+        # The queue is FIFO and the stop markers come after every request: a runner that
+        # meets one has nothing left to answer, and the others finish their own.
         while True:
             item = self._queue.get()
             if item is _STOP:
-                break
-            batch, stopping = self._collect(item, stopping=False)
+                return
+            batch, stopping = self._collect(item)
             self._serve(batch)
             if stopping:
-                break
-        # Drain: requests queued before close() still get their answers.
-        while (item := self._next_queued()) is not None:
-            batch, _ = self._collect(item, stopping=True)
-            self._serve(batch)
+                return
 
-    def _collect(self, first: _Request, stopping: bool) -> tuple[list[_Request], bool]:
+    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, size = [first], len(first.tensors)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                # Wait only while callers are still preprocessing their images.
-                if stopping or self._callers <= len(batch):
+                # Wait for company only while callers are still preprocessing their images.
+                if self._on_the_way == 0:
                     break
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
@@ -132,23 +144,13 @@ class BatchingClassifier(Classifier):
                 except queue.Empty:
                     break
             if item is _STOP:
-                stopping = True
-                continue
+                return batch, True
             if size + len(item.tensors) > self.max_batch or item.loaded is not first.loaded:
                 self._serve([item])  # does not fit this batch (or another model): alone
                 continue
             batch.append(item)
             size += len(item.tensors)
-        return batch, stopping
-
-    def _next_queued(self) -> _Request | None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return None
-            if item is not _STOP:
-                return item
+        return batch, False
 
     def _serve(self, batch: list[_Request]) -> None:
         loaded = batch[0].loaded
