@@ -23,15 +23,12 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
-import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -39,12 +36,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.serving import (  # noqa: E402
+    Run,
     create_tokens,
     distinct_uploads,
     free_port,
     memory_mb,
     prepare_random_model,
     running_service,
+    send_uploads,
     stop,
     wait_for_port,
 )
@@ -52,21 +51,6 @@ from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "http.json"
 PYTHON = sys.executable
-REQUEST_TIMEOUT = 120
-
-
-@dataclass(frozen=True)
-class Run:
-    server: str
-    clients: int
-    requests: int
-    errors: int
-    seconds: float
-    images_per_s: float
-    p50_ms: float
-    p95_ms: float
-    max_ms: float
-    peak_rss_mb: float
 
 
 def main() -> None:
@@ -98,7 +82,9 @@ def main() -> None:
                 for n, clients in enumerate(levels):
                     chunk = bodies[n * args.requests : (n + 1) * args.requests]
                     for name, port, process, path, headers in servers:
-                        runs.append(_load(name, port, path, headers, chunk, clients, process))
+                        runs.append(
+                            send_uploads(name, port, path, headers, chunk, clients, process)
+                        )
         finally:
             stop(seed)
 
@@ -125,11 +111,6 @@ def _raw_onnxruntime_batch8(manifest, iterations: int = 20) -> float:
     return 8 * iterations / (time.perf_counter() - started)
 
 
-
-
-
-
-
 def _start_seed(weights: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
         # -P: bench/ holds http.py, which must not shadow the standard library for Flask.
@@ -137,62 +118,6 @@ def _start_seed(weights: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-
-
-def _load(name, port, path, headers, bodies, clients, process) -> Run:
-    """`clients` threads send the bodies, one request at a time each, until none is left."""
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    queue = list(reversed(bodies))
-
-    def client() -> None:
-        nonlocal errors
-        while True:
-            with lock:
-                if not queue:
-                    return
-                content_type, body = queue.pop()
-            started = time.perf_counter()
-            ok = False
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-                connection.request("POST", path, body, {**headers, "Content-Type": content_type})
-                response = connection.getresponse()
-                response.read()
-                ok = 200 <= response.status < 300
-                connection.close()
-            except OSError:
-                pass
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies.append(elapsed)
-                errors += not ok
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    ms = sorted(latency * 1000 for latency in latencies)
-    return Run(
-        server=name,
-        clients=clients,
-        requests=len(bodies),
-        errors=errors,
-        seconds=seconds,
-        images_per_s=len(bodies) / seconds,
-        p50_ms=statistics.median(ms),
-        p95_ms=ms[max(0, int(round(0.95 * len(ms))) - 1)],
-        max_ms=ms[-1],
-        peak_rss_mb=memory_mb(process.pid),
-    )
-
-
 
 
 def _ratios(runs: list[Run], raw: float) -> dict:

@@ -10,11 +10,14 @@ import io
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from recognition.engine.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+REQUEST_TIMEOUT = 120
 
 
 def prepare_random_model(data_dir: Path) -> tuple[Path, Manifest]:
@@ -40,10 +44,13 @@ def prepare_random_model(data_dir: Path) -> tuple[Path, Manifest]:
 
 
 @contextmanager
-def running_service(data_dir: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    """The real service on a free loopback port, healthy; stopped afterwards."""
+def running_service(
+    data_dir: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The real service on a free loopback port, healthy; stopped afterwards. `settings`
+    are environment variables on top of the defaults (gunicorn and service settings)."""
     port = free_port()
-    server = start_service(data_dir, port)
+    server = start_service(data_dir, port, settings)
     try:
         wait_until_healthy(port)
         yield port, server
@@ -84,7 +91,7 @@ def multipart(filename: str, data: bytes) -> tuple[str, bytes]:
     return f"multipart/form-data; boundary={boundary}", body
 
 
-def server_env(data_dir: Path, port: int) -> dict[str, str]:
+def server_env(data_dir: Path, port: int, settings: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
         "RECOGNITION_DATA_DIR": str(data_dir),
@@ -96,11 +103,14 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
         # Benchmarks upload as fast as they can: lift the per-user abuse limits for them.
         "RECOGNITION_UPLOAD_RATE_BURST": "1000000/min",
         "RECOGNITION_UPLOAD_RATE_SUSTAINED": "1000000/day",
+        **(settings or {}),
     }
 
 
-def start_service(data_dir: Path, port: int) -> subprocess.Popen:
-    env = server_env(data_dir, port)
+def start_service(
+    data_dir: Path, port: int, settings: dict[str, str] | None = None
+) -> subprocess.Popen:
+    env = server_env(data_dir, port, settings)
     manage = [PYTHON, str(REPO / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
     return subprocess.Popen(
@@ -184,3 +194,69 @@ def children(pid: int) -> list[int]:
         except OSError:
             pass
     return found + [grandchild for child in found for grandchild in children(child)]
+
+
+@dataclass(frozen=True)
+class Run:
+    server: str
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    images_per_s: float
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+    peak_rss_mb: float
+
+
+def send_uploads(name, port, path, headers, bodies, clients, process) -> Run:
+    """`clients` threads send the bodies, one request at a time each, until none is left."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    queue = list(reversed(bodies))
+
+    def client() -> None:
+        nonlocal errors
+        while True:
+            with lock:
+                if not queue:
+                    return
+                content_type, body = queue.pop()
+            started = time.perf_counter()
+            ok = False
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+                connection.request("POST", path, body, {**headers, "Content-Type": content_type})
+                response = connection.getresponse()
+                response.read()
+                ok = 200 <= response.status < 300
+                connection.close()
+            except OSError:
+                pass
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                errors += not ok
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    ms = sorted(latency * 1000 for latency in latencies)
+    return Run(
+        server=name,
+        clients=clients,
+        requests=len(bodies),
+        errors=errors,
+        seconds=seconds,
+        images_per_s=len(bodies) / seconds,
+        p50_ms=statistics.median(ms),
+        p95_ms=ms[max(0, int(round(0.95 * len(ms))) - 1)],
+        max_ms=ms[-1],
+        peak_rss_mb=memory_mb(process.pid),
+    )
