@@ -199,6 +199,9 @@ RECOGNITION_BATCH_WAIT_MS = envint("RECOGNITION_BATCH_WAIT_MS", 5, minimum=0)
 RECOGNITION_BATCH_RUNNERS = envint("RECOGNITION_BATCH_RUNNERS", 1, minimum=1)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 RECOGNITION_MAX_PIXELS = envint("RECOGNITION_MAX_PIXELS", 40_000_000, minimum=1)
+# Decode large JPEGs at reduced scale (DCT domain) for classification: faster and far
+# less memory, but top-1 can differ from full decoding (README, "Performance").
+RECOGNITION_JPEG_DRAFT = envbool("RECOGNITION_JPEG_DRAFT", False)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)
 RECOGNITION_WARM_UP = envbool("RECOGNITION_WARM_UP", True)
 # Image uploads per user (page, session or token alike): a short burst and a daily budget.

@@ -23,7 +23,9 @@ def thumbnail_for(stored: StoredImage) -> Path:
     if path.exists():
         return path
     data = storage.media_path(stored.path).read_bytes()
-    image = decode_image(data, max_pixels=settings.RECOGNITION_MAX_PIXELS).image
+    image = decode_image(
+        data, max_pixels=settings.RECOGNITION_MAX_PIXELS, min_side=THUMBNAIL_SIZE
+    ).image
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85, optimize=True)

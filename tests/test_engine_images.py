@@ -196,3 +196,77 @@ def test_sixteen_bit_greyscale_is_scaled_to_eight_bits_not_clipped():
     assert black == (0, 0, 0)
     assert middle[0] in (127, 128) and len(set(middle)) == 1
     assert white == (255, 255, 255)
+
+
+def _smooth(width: int, height: int) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def test_a_large_jpeg_decodes_smaller_but_reports_its_full_size():
+    data = _encode(_smooth(4000, 3000), "JPEG", quality=90)
+
+    decoded = decode_image(data, min_side=512)
+
+    assert (decoded.width, decoded.height) == (4000, 3000)
+    assert decoded.image.size == (1000, 750)  # 1/4 scale: 1/8 would cut below 512
+    assert decoded.format == "JPEG"
+
+
+def test_a_sideways_large_jpeg_reports_its_upright_full_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90° clockwise to view
+    data = _encode(_smooth(3000, 2000), "JPEG", quality=90, exif=exif.tobytes())
+
+    decoded = decode_image(data, min_side=512)
+
+    assert (decoded.width, decoded.height) == (2000, 3000)
+    assert decoded.image.size == (1000, 1500)  # half scale: a quarter would cut below 512
+
+
+def test_reduced_decoding_keeps_the_pictures_content():
+    picture = _smooth(2400, 1800)
+    data = _encode(picture, "JPEG", quality=95)
+
+    decoded = decode_image(data, min_side=512).image
+
+    expected = picture.resize(decoded.size, Image.Resampling.BOX)
+    difference = np.abs(np.asarray(decoded, dtype=int) - np.asarray(expected, dtype=int))
+    assert difference.mean() < 2
+
+
+def test_a_jpeg_not_far_larger_than_needed_and_a_png_decode_at_full_size():
+    jpeg = decode_image(_encode(_smooth(1000, 750), "JPEG"), min_side=512)
+    png = decode_image(_encode(_smooth(4000, 3000), "PNG"), min_side=512)
+
+    assert jpeg.image.size == (1000, 750)
+    assert png.image.size == (4000, 3000)
+
+
+def test_a_twelve_megapixel_jpeg_decodes_in_a_few_megabytes(tmp_path):
+    """A full decode of 4000 × 3000 takes 36 MB for the pixels alone; the service's
+    reduced decode needs a sixteenth of that. Measured in a fresh process."""
+    path = tmp_path / "camera.jpg"
+    path.write_bytes(_encode(_noise(4000, 3000), "JPEG", quality=90))
+    script = """
+import json, resource, sys
+from recognition.engine.images import decode_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+decoded = decode_image(data, min_side=512)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"size": decoded.image.size, "peak_growth_kb": after - before}))
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(completed.stdout)
+
+    assert report["size"] == [1000, 750]
+    assert report["peak_growth_kb"] < 12 * 1024

@@ -13,7 +13,7 @@ from django.core.files import File
 from recognition import services
 from recognition.models import Classification, Prediction, StoredImage, Upload
 from recognition.services import UploadTooLarge, upload_classify
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, media_files, patch_every_classifier
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +30,33 @@ def test_it_stores_the_image_once_under_a_path_made_from_its_hash(alice, make_im
     assert (stored.width, stored.height, stored.format, stored.byte_size) == (64, 48, "JPEG", len(data))
     assert outcome.upload.original_filename == "holiday.jpg"
     assert outcome.duplicate is False
+
+
+@pytest.mark.parametrize("draft", [False, True], ids=["full-decode", "draft-mode"])
+def test_a_camera_sized_jpeg_is_classified_from_the_pixels_the_setting_asks_for(
+    draft, alice, make_image, monkeypatch, settings
+):
+    settings.RECOGNITION_JPEG_DRAFT = draft
+    seen: list[tuple[int, int]] = []
+
+    def recording(real_classify):
+        def classify(self, images, top_k=3):
+            seen.extend(image.size for image in images)
+            return real_classify(self, images, top_k=top_k)
+
+        return classify
+
+    patch_every_classifier(monkeypatch, recording)
+    data = make_image(size=(4000, 3000))
+
+    outcome = upload_classify(user=alice, file=as_upload(data))
+
+    # Draft mode decodes at 1/4 scale (shorter side 750 >= 2 × the model's 256).
+    assert seen == [(1000, 750) if draft else (4000, 3000)]
+    stored = outcome.upload.stored_image
+    assert (stored.width, stored.height) == (4000, 3000)
+    assert media_files()[0].read_bytes() == data
+    assert len(outcome.predictions) == 3
 
 
 def test_it_keeps_the_top_ten_predictions_and_returns_the_top_k_asked_for(alice, make_image):

@@ -17,6 +17,10 @@ from .backends import DEFAULT_BACKEND, BackendError, Runner, artifact_for, load_
 from .preprocess import Preprocessor
 
 
+# Draft-mode decoding (opt-in) keeps a JPEG's shorter side at least this many times the
+# model's resize side, so the final resize still averages several source pixels into one.
+DRAFT_MARGIN = 2
+
 # However unchanged the files look, a failed load is tried again after this long.
 RETRY_FAILED_LOAD_SECONDS = 5.0
 
@@ -101,6 +105,11 @@ class Classifier:
 
     def manifest(self) -> Manifest:
         return self.current().manifest
+
+    def decode_side(self) -> int:
+        """How large a picture must be decoded for this model: its shorter side at least
+        DRAFT_MARGIN × the side preprocessing resizes it to. Finer is wasted work."""
+        return DRAFT_MARGIN * self.current().preprocessor.spec.resize
 
     def is_ready(self) -> bool:
         try:
