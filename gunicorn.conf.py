@@ -3,10 +3,12 @@
 import os
 
 bind = f"{os.getenv('HOST', '127.0.0.1')}:{os.getenv('PORT', '8000')}"
-# CPU inference: more processes than cores only fight over them. Threads overlap the
-# I/O of one request (upload, database) with another's inference.
+# Measured with bench/layouts.py (README, "Performance"): one process whose model uses
+# every core; eight request threads, so a full batch of eight can gather while others
+# decode and store. A second process (or runner) at one core each gained ~6 % under load
+# but doubled memory (or lone-request latency).
 workers = int(os.getenv("WEB_CONCURRENCY", "1"))
-threads = int(os.getenv("GUNICORN_THREADS", "4"))
+threads = int(os.getenv("GUNICORN_THREADS", "8"))
 timeout = int(os.getenv("GUNICORN_TIMEOUT", "60"))
 max_requests = int(os.getenv("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = os.getenv("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access log
