@@ -40,7 +40,6 @@ from bench.serving import (  # noqa: E402
     create_tokens,
     distinct_uploads,
     free_port,
-    memory_mb,
     prepare_random_model,
     running_service,
     send_uploads,

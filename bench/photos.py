@@ -15,7 +15,9 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import skimage
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
+
+from recognition.engine.quantize import draw_shapes
 
 REAL_PHOTOS: dict[str, tuple[Path, frozenset[str]]] = {
     "grace_hopper.jpg": (
@@ -110,12 +112,7 @@ def _synthetic(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
     pixels += rng.normal(0, rng.uniform(0, 30), pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     # A few solid shapes, so not everything is texture.
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(1, 6))):
-        x0, x1 = sorted(rng.integers(0, width, 2))
-        y0, y1 = sorted(rng.integers(0, height, 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    draw_shapes(image, int(rng.integers(1, 6)), rng)
     return image
 
 

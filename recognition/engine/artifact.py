@@ -5,6 +5,7 @@ Layout of the models directory:
     <models>/<name>-<version>/model.onnx      the same network for ONNX Runtime
     <models>/<name>-<version>/manifest.json   what it is, its hashes, how to feed it
     <models>/active.json                      {"key": "<name>-<version>"}
+    <models>/<name>-<version>-int8/           optional: an int8 copy of model.onnx, no model.ts
 Every file appears whole or not at all: directories are assembled under a temporary
 name and renamed into place; the pointer is replaced with os.replace().
 """
@@ -38,6 +39,8 @@ ONNX_NAME = "model.onnx"
 MANIFEST_NAME = "manifest.json"
 MAX_ABS_DIFF = 1e-4
 MANIFEST_FORMAT = 1
+# Quantized versions sit next to their fp32 source, as <name>-<fp32 version>-int8.
+QUANTIZED_SUFFIX = "-int8"
 
 __all__ = ["sha256_file"]
 
@@ -53,17 +56,24 @@ class Manifest:
     custom: bool
     weights_sha256: str
     weights_source: str
-    artifact_sha256: str
+    artifact_sha256: str | None  # None: no TorchScript artifact (quantized versions)
     torch_version: str
     torchvision_version: str
     categories: list[str]
     preprocessing: Preprocessing
     created_at: str
-    max_abs_diff: float
+    max_abs_diff: float | None  # TorchScript vs eager; None without TorchScript
     directory: Path = field(compare=False)
     # Builds from before the ONNX export have none; prepare_model rebuilds them.
     onnx_sha256: str | None = None
+    # fp32: ONNX vs the eager model on random inputs. int8: vs the fp32 ONNX model on
+    # quantize.py's check pictures.
     onnx_max_abs_diff: float | None = None
+    # Set for quantized versions only (recognition/engine/quantize.py); older manifests
+    # have none of these.
+    quantization: str | None = None  # e.g. "int8-static-qdq"
+    quantized_from: str | None = None  # the key of the fp32 version
+    top1_agreement: float | None = None  # share of check pictures with fp32's top-1 label
 
     @property
     def key(self) -> str:
@@ -85,7 +95,7 @@ class Manifest:
             "custom": self.custom,
             "weights_sha256": self.weights_sha256,
             "weights_source": self.weights_source,
-            "artifact": ARTIFACT_NAME,
+            "artifact": ARTIFACT_NAME if self.artifact_sha256 else None,
             "artifact_sha256": self.artifact_sha256,
             "torch_version": self.torch_version,
             "torchvision_version": self.torchvision_version,
@@ -96,6 +106,9 @@ class Manifest:
             "onnx": ONNX_NAME,
             "onnx_sha256": self.onnx_sha256,
             "onnx_max_abs_diff": self.onnx_max_abs_diff,
+            "quantization": self.quantization,
+            "quantized_from": self.quantized_from,
+            "top1_agreement": self.top1_agreement,
         }
 
     @classmethod
@@ -115,10 +128,13 @@ class Manifest:
                 categories=list(data["categories"]),
                 preprocessing=Preprocessing.from_dict(data["preprocessing"]),
                 created_at=data["created_at"],
-                max_abs_diff=float(data["max_abs_diff"]),
+                max_abs_diff=_optional_float(data["max_abs_diff"]),
                 directory=directory,
                 onnx_sha256=data.get("onnx_sha256"),
-                onnx_max_abs_diff=data.get("onnx_max_abs_diff"),
+                onnx_max_abs_diff=_optional_float(data.get("onnx_max_abs_diff")),
+                quantization=data.get("quantization"),
+                quantized_from=data.get("quantized_from"),
+                top1_agreement=_optional_float(data.get("top1_agreement")),
             )
         except FileNotFoundError:
             raise ArtifactError(
@@ -130,6 +146,15 @@ class Manifest:
                 f"The model manifest {path} is unreadable ({exc}). "
                 "Run `python manage.py prepare_model` to rebuild it."
             ) from None
+
+    def write_to(self, directory: Path) -> None:
+        """Write the manifest into a staging directory (see install())."""
+        text = json.dumps(self.as_dict(), indent=2) + "\n"
+        (directory / MANIFEST_NAME).write_text(text, encoding="utf-8")
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def model_version(
@@ -144,12 +169,22 @@ def model_version(
 
 def load_active_manifest(models_dir: Path, model: str | None = None) -> Manifest:
     """The manifest of `model` (a key like "resnet18-1a2b3c4d5e6f", or a model name), or
-    of the model prepare_model made active last."""
+    of the model prepare_model made active last. A bare name means the newest fp32 build;
+    "<name>-int8" the newest int8 one: a quantized version is never picked by accident."""
     models_dir = Path(models_dir)
     if model:
         if (models_dir / model / MANIFEST_NAME).is_file():
             return Manifest.read(models_dir / model)
-        candidates = sorted(models_dir.glob(f"{model}-*/{MANIFEST_NAME}"), key=os.path.getmtime)
+        quantized = model.endswith(QUANTIZED_SUFFIX)
+        name = model.removesuffix(QUANTIZED_SUFFIX)
+        candidates = sorted(
+            (
+                path
+                for path in models_dir.glob(f"{name}-*/{MANIFEST_NAME}")
+                if path.parent.name.endswith(QUANTIZED_SUFFIX) == quantized
+            ),
+            key=os.path.getmtime,
+        )
         if not candidates:
             raise ArtifactError(
                 f"The model {model!r} is not prepared in {models_dir}. "
@@ -180,15 +215,17 @@ def find_prepared(models_dir: Path, key: str) -> Manifest | None:
         return None
     if manifest.torch_version != torch.__version__:
         return None
-    if not manifest.artifact_path.is_file():
+    if manifest.quantization is None and not _intact(
+        manifest.artifact_path, manifest.artifact_sha256
+    ):
         return None
-    if sha256_file(manifest.artifact_path) != manifest.artifact_sha256:
-        return None
-    if manifest.onnx_sha256 is None or not manifest.onnx_path.is_file():
-        return None
-    if sha256_file(manifest.onnx_path) != manifest.onnx_sha256:
+    if not _intact(manifest.onnx_path, manifest.onnx_sha256):
         return None
     return manifest
+
+
+def _intact(path: Path, expected: str | None) -> bool:
+    return expected is not None and path.is_file() and sha256_file(path) == expected
 
 
 def activate(models_dir: Path, key: str) -> None:
@@ -331,24 +368,29 @@ def write_prepared(
             onnx_sha256=sha256_file(onnx_path),
             onnx_max_abs_diff=diffs[onnx_path],
         )
-        manifest_path = staging / MANIFEST_NAME
-        manifest_path.write_text(json.dumps(manifest.as_dict(), indent=2) + "\n", encoding="utf-8")
-        _fsync(manifest_path)
-        staging.chmod(0o755)
-        final = models_dir / key
-        if final.exists():
-            # A stale build (older torch, damaged file): swap it out in two renames.
-            retired = Path(tempfile.mkdtemp(prefix=f".{key}.old.", dir=models_dir))
-            os.replace(final, retired / "build")
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-        _fsync(models_dir)
+        manifest.write_to(staging)
+        install(staging, models_dir / key)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def install(staging: Path, final: Path) -> None:
+    """Rename a fully written staging directory (made with tempfile.mkdtemp in the models
+    directory) into place as `final`, in one step for readers."""
+    for path in staging.iterdir():
+        _fsync(path)
+    staging.chmod(0o755)
+    if final.exists():
+        # A stale build (older torch, damaged file): swap it out in two renames.
+        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, retired / "build")
+        os.replace(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    _fsync(final.parent)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

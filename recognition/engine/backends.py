@@ -36,6 +36,12 @@ def load_runner(manifest: Manifest, backend: str, threads: int | None) -> Runner
     """Verify the backend's artifact against the manifest, then load it."""
     path, expected = artifact_for(manifest, backend)
     fix = "Run `python manage.py prepare_model` to rebuild it."
+    if expected is None and manifest.quantization:
+        raise BackendError(
+            f"The model {manifest.key} ({manifest.quantization}) was prepared without a "
+            f"{backend} artifact: quantized versions run on {ONNXRUNTIME} only. Set "
+            f"RECOGNITION_BACKEND={ONNXRUNTIME}, or serve {manifest.quantized_from}."
+        )
     if expected is None:
         raise BackendError(f"This model was prepared without a {backend} artifact. {fix}")
     if not path.is_file():

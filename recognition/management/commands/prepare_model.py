@@ -3,17 +3,21 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from recognition.engine.artifact import ArtifactError
+from recognition.engine import artifact, quantize
+from recognition.engine.artifact import ArtifactError, Manifest
 from recognition.engine.prepare import prepare
 from recognition.engine.specs import DEFAULT_MODEL, OFFLINE_FALLBACK, SPECS
 from recognition.engine.weights import WeightsError
+
+# Options that say which fp32 model to prepare; --int8 without them quantizes the active one.
+_CHOOSES_A_MODEL = ("model", "weights", "custom", "labels", "fallback")
 
 
 class Command(BaseCommand):
     requires_system_checks = []  # an engine command: it needs no database or URLs
     help = (
         "Obtain and verify model weights, compile them to a checked TorchScript artifact "
-        "and make it the active model."
+        "and make it the active model. With --int8, also write an int8 version of it."
     )
 
     def add_arguments(self, parser):
@@ -28,24 +32,83 @@ class Command(BaseCommand):
             action="store_true",
             help=f"when the weights cannot be downloaded, prepare {OFFLINE_FALLBACK} instead",
         )
+        parser.add_argument(
+            "--int8",
+            action="store_true",
+            help="also write an int8 ONNX version (<key>-int8) of the model prepared, or of the "
+            "active model when no model is named; serve it with RECOGNITION_MODEL=<key>-int8",
+        )
+        parser.add_argument(
+            "--activate",
+            action="store_true",
+            help="with --int8: make the int8 version the active model, if its top-1 agreement "
+            f"with fp32 is at least {quantize.DEFAULT_AGREEMENT:.0%}",
+        )
 
     def handle(self, *args, **options):
-        try:
-            outcome = prepare(
-                settings.RECOGNITION_MODELS_DIR,
-                model=options["model"],
-                weights_file=options["weights"],
-                custom=options["custom"],
-                labels_file=options["labels"],
-                fallback=options["fallback"],
-                progress=options["verbosity"] > 0,
-                log=self.stderr.write,
+        if options["activate"] and not options["int8"]:
+            raise CommandError(
+                "--activate only goes with --int8: the fp32 model prepared is made active anyway."
             )
+        models_dir = Path(settings.RECOGNITION_MODELS_DIR)
+        try:
+            if options["int8"] and not any(options[name] for name in _CHOOSES_A_MODEL):
+                fp32 = _active_fp32(models_dir)
+            else:
+                fp32 = self._prepare(models_dir, options)
+            return self._int8(models_dir, fp32, options["activate"]) if options["int8"] else ""
         except (WeightsError, ArtifactError) as exc:
             raise CommandError(str(exc)) from None
+
+    def _prepare(self, models_dir: Path, options) -> Manifest:
+        outcome = prepare(
+            models_dir,
+            model=options["model"],
+            weights_file=options["weights"],
+            custom=options["custom"],
+            labels_file=options["labels"],
+            fallback=options["fallback"],
+            progress=options["verbosity"] > 0,
+            log=self.stderr.write,
+        )
         if outcome.fell_back_from:
             self.stdout.write(
                 f"{outcome.fell_back_from} could not be prepared; "
                 f"serving the offline model {outcome.manifest.name} instead."
             )
-        return outcome.summary()
+        # Said before any quantizing, which may still fail.
+        self.stdout.write(outcome.summary())
+        return outcome.manifest
+
+    def _int8(self, models_dir: Path, fp32: Manifest, activate: bool) -> str:
+        int8 = quantize.find_int8(models_dir, fp32)
+        if int8 is None:
+            self.stderr.write(f"Quantizing {fp32.key} to int8 ({quantize.SCHEME}) ...")
+            int8 = quantize.quantize(models_dir, fp32)
+            what = f"Prepared the int8 version {int8.key} in {int8.directory}"
+        else:
+            what = f"The int8 version {int8.key} is already prepared"
+        report = (
+            f"{what}: it gives the fp32 model's top label for {int8.top1_agreement:.1%} of "
+            f"{quantize.CHECK_PICTURES} check pictures (largest logit difference "
+            f"{int8.onnx_max_abs_diff:.2f})."
+        )
+        if activate:
+            quantize.activate_int8(models_dir, int8)
+            return f"{report} It is now the active model."
+        if not quantize.may_be_default(int8):
+            report += (
+                f" Below {quantize.DEFAULT_AGREEMENT:.0%}, it cannot become the active model."
+            )
+        return (
+            f"{report} Serve it with RECOGNITION_MODEL={int8.key}; "
+            f"the active model is still {artifact.active_key(models_dir)}."
+        )
+
+
+def _active_fp32(models_dir: Path) -> Manifest:
+    """The active model, or the fp32 model it was quantized from."""
+    active = artifact.load_active_manifest(models_dir)
+    if active.quantized_from:
+        return Manifest.read(models_dir / active.quantized_from)
+    return active

@@ -1,0 +1,260 @@
+"""The optional int8 version of a prepared model: its own model version next to the fp32
+one, verified like it, served by ONNX Runtime only, and never made active by accident.
+
+Quantizes the session's random-weights ResNet-18 (with few calibration pictures, to stay
+fast); bench/int8.py measures speed and agreement on real weights.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import skimage
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from recognition.classifier import get_classifier
+from recognition.engine import quantize
+from recognition.engine.artifact import (
+    ARTIFACT_NAME,
+    MANIFEST_NAME,
+    ArtifactError,
+    Manifest,
+    active_key,
+    load_active_manifest,
+)
+from recognition.engine.images import decode_image
+from recognition.engine.preprocess import Preprocessor
+from recognition.engine.service import Classifier, ModelUnavailable
+
+REAL_PHOTOS = [
+    Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+    *(Path(skimage.data_dir) / name for name in ("chelsea.png", "coffee.png", "rocket.jpg")),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantized:
+    models_dir: Path
+    fp32: Manifest
+    int8: Manifest
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, prepared_models_dir) -> Quantized:
+    """A copy of the session's models directory, its active model quantized once."""
+    models_dir = tmp_path_factory.mktemp("int8") / "models"
+    shutil.copytree(prepared_models_dir, models_dir)
+    fp32 = Manifest.read(models_dir / active_key(models_dir))
+    preprocessor = Preprocessor(fp32.preprocessing)
+    calibration = preprocessor.batch(quantize.synthetic_pictures(8, seed=0))
+    check = preprocessor.batch(quantize.synthetic_pictures(8, seed=1))
+    int8 = quantize.quantize(models_dir, fp32, calibration=calibration, check=check)
+    return Quantized(models_dir, fp32, int8)
+
+
+def _pictures() -> list[Image.Image]:
+    """The four real photos and four pictures of seeded noise."""
+    rng = np.random.default_rng(7)
+    noise = [
+        Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(4)
+    ]
+    return [decode_image(path.read_bytes()).image for path in REAL_PHOTOS] + noise
+
+
+def _copy_version(manifest: Manifest, tmp_path: Path) -> Path:
+    models_dir = tmp_path / "models"
+    shutil.copytree(manifest.directory, models_dir / manifest.key)
+    return models_dir
+
+
+def test_quantizing_writes_a_separate_version_next_to_the_fp32_one(quantized):
+    int8, fp32 = quantized.int8, quantized.fp32
+
+    assert int8.key == f"{fp32.key}-int8" and int8.name == fp32.name
+    assert int8.directory == quantized.models_dir / int8.key
+    assert sorted(p.name for p in int8.directory.iterdir()) == [MANIFEST_NAME, "model.onnx"]
+    assert (fp32.directory / ARTIFACT_NAME).is_file()
+    assert Manifest.read(fp32.directory) == fp32
+    assert not [p for p in quantized.models_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_the_manifest_records_the_int8_files_hash_and_how_it_was_made(quantized):
+    manifest = Manifest.read(quantized.int8.directory)
+
+    assert manifest == quantized.int8
+    assert manifest.onnx_sha256 == hashlib.sha256(manifest.onnx_path.read_bytes()).hexdigest()
+    assert manifest.quantization == "int8-static-qdq"
+    assert manifest.quantized_from == quantized.fp32.key
+    assert manifest.artifact_sha256 is None and manifest.max_abs_diff is None
+    assert 0 <= manifest.top1_agreement <= 1
+    assert 0 < manifest.onnx_max_abs_diff < 1  # quantized, yet close
+
+
+def test_manifests_written_before_int8_existed_still_read(quantized, tmp_path):
+    data = json.loads((quantized.fp32.directory / MANIFEST_NAME).read_text())
+    for key in ("quantization", "quantized_from", "top1_agreement"):
+        del data[key]
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
+
+    manifest = Manifest.read(tmp_path)
+
+    assert manifest.quantization is None and manifest.top1_agreement is None
+    assert manifest.artifact_sha256 == quantized.fp32.artifact_sha256
+
+
+def test_int8_gives_the_fp32_top_label_for_nearly_all_pictures(quantized):
+    pictures = _pictures()
+    fp32, int8 = (
+        Classifier(quantized.models_dir, model=key).classify(pictures, top_k=1)
+        for key in (quantized.fp32.key, quantized.int8.key)
+    )
+
+    agreeing = sum(a.predictions[0].index == b.predictions[0].index for a, b in zip(fp32, int8))
+    assert agreeing >= len(pictures) - 1
+    assert int8[0].model.version == quantized.int8.version != fp32[0].model.version
+
+
+def test_a_tampered_int8_file_is_refused(quantized, tmp_path):
+    models_dir = _copy_version(quantized.int8, tmp_path)
+    path = models_dir / quantized.int8.key / "model.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(ModelUnavailable, match="does not match its manifest"):
+        Classifier(models_dir, model=quantized.int8.key).identity()
+
+
+def test_the_torchscript_backend_is_refused_with_a_clear_message(quantized):
+    classifier = Classifier(quantized.models_dir, model=quantized.int8.key, backend="torchscript")
+
+    with pytest.raises(ModelUnavailable) as caught:
+        classifier.identity()
+
+    message = str(caught.value)
+    assert "without a torchscript artifact" in message and "onnxruntime only" in message
+    assert quantized.fp32.key in message
+
+
+def test_quantizing_leaves_the_active_model_alone(quantized):
+    assert active_key(quantized.models_dir) == quantized.fp32.key
+    assert Classifier(quantized.models_dir).identity().version == quantized.fp32.version
+
+
+def test_a_model_name_means_fp32_and_name_int8_the_quantized_version(quantized):
+    name = quantized.fp32.name
+
+    assert load_active_manifest(quantized.models_dir, name).key == quantized.fp32.key
+    assert load_active_manifest(quantized.models_dir, f"{name}-int8").key == quantized.int8.key
+
+
+def test_an_int8_version_that_agrees_too_little_is_not_activated(quantized):
+    disagreeing = dataclasses.replace(quantized.int8, top1_agreement=0.95)
+
+    with pytest.raises(ArtifactError, match=r"95\.0%.*99%"):
+        quantize.activate_int8(quantized.models_dir, disagreeing)
+    assert active_key(quantized.models_dir) == quantized.fp32.key
+
+
+def test_an_int8_version_that_agrees_enough_can_be_activated(quantized, tmp_path):
+    models_dir = _copy_version(quantized.int8, tmp_path)
+    agreeing = dataclasses.replace(quantized.int8, top1_agreement=0.995)
+
+    quantize.activate_int8(models_dir, agreeing)
+
+    assert active_key(models_dir) == quantized.int8.key
+    assert Classifier(models_dir).identity().version == quantized.int8.version
+
+
+def test_an_int8_version_is_not_quantized_again(quantized):
+    with pytest.raises(ArtifactError, match="already quantized"):
+        quantize.quantize(quantized.models_dir, quantized.int8)
+
+
+def test_a_tampered_fp32_model_is_not_quantized(quantized, tmp_path):
+    models_dir = _copy_version(quantized.fp32, tmp_path)
+    fp32 = Manifest.read(models_dir / quantized.fp32.key)
+    with fp32.onnx_path.open("ab") as handle:
+        handle.write(b"\0")
+
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        quantize.quantize(models_dir, fp32)
+    assert sorted(p.name for p in models_dir.iterdir()) == [fp32.key]
+
+
+# prepare_model --int8
+
+
+def _prepare_model(*args: str) -> str:
+    out = io.StringIO()
+    call_command("prepare_model", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def models_copy(settings, tmp_path, prepared_models_dir) -> Path:
+    settings.RECOGNITION_MODELS_DIR = tmp_path / "models"
+    shutil.copytree(prepared_models_dir, settings.RECOGNITION_MODELS_DIR)
+    return settings.RECOGNITION_MODELS_DIR
+
+
+@pytest.mark.slow
+def test_prepare_model_int8_adds_a_version_that_the_service_serves_when_asked(
+    models_copy, settings
+):
+    fp32_key = active_key(models_copy)
+    int8_key = f"{fp32_key}-int8"
+
+    first = _prepare_model("--int8")
+    second = _prepare_model("--int8")
+
+    assert f"Prepared the int8 version {int8_key}" in first
+    assert f"RECOGNITION_MODEL={int8_key}" in first
+    assert "already prepared" in second
+    assert active_key(models_copy) == fp32_key
+    photo = decode_image(REAL_PHOTOS[0].read_bytes()).image
+    (result,) = Classifier(models_copy, model=int8_key).classify([photo], top_k=3)
+    assert len(result.predictions) == 3 and result.model.version.endswith("-int8")
+    settings.RECOGNITION_MODEL = int8_key
+    assert get_classifier().identity().version == result.model.version
+
+
+@pytest.mark.slow
+def test_prepare_model_int8_activate_obeys_the_agreement_rule(models_copy, monkeypatch):
+    fp32_key = active_key(models_copy)
+    # No agreement reaches 101 %: refused, whatever the session's random weights give.
+    monkeypatch.setattr(quantize, "DEFAULT_AGREEMENT", 1.01)
+    with pytest.raises(CommandError) as refused:
+        _prepare_model("--int8", "--activate")
+    int8 = Manifest.read(models_copy / f"{fp32_key}-int8")
+    assert f"{int8.top1_agreement:.1%}" in str(refused.value)
+    assert f"RECOGNITION_MODEL={int8.key}" in str(refused.value)
+    assert active_key(models_copy) == fp32_key
+
+    monkeypatch.setattr(quantize, "DEFAULT_AGREEMENT", 0.0)
+    activated = _prepare_model("--int8", "--activate")
+
+    assert "already prepared" in activated and "now the active model" in activated
+    assert active_key(models_copy) == int8.key
+    # Asking for int8 again quantizes the active model's fp32 source: already done.
+    assert "already prepared" in _prepare_model("--int8")
+
+
+def test_prepare_model_refuses_activate_without_int8(models_copy):
+    with pytest.raises(CommandError, match="--activate only goes with --int8"):
+        _prepare_model("--activate")
+
+
+def test_prepare_model_int8_without_any_model_says_to_prepare_one(settings, tmp_path):
+    settings.RECOGNITION_MODELS_DIR = tmp_path / "empty"
+
+    with pytest.raises(CommandError, match="No model is prepared"):
+        _prepare_model("--int8")
+    assert not settings.RECOGNITION_MODELS_DIR.exists()
