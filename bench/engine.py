@@ -1,11 +1,15 @@
-"""Speed of the served ResNet-18 (TorchScript and ONNX Runtime) against torchvision's
-eager model, next to the CPU's fp32 compute limit.
+"""Speed of the served ResNet-18 (TorchScript, ONNX Runtime and its int8 version) against
+torchvision's eager model and a plain ONNX Runtime session, next to the CPU's fp32 compute
+limit.
 
     .venv/bin/python bench/engine.py [--threads N] [--warmup 10] [--iterations 50]
 
 Times the forward pass only (inputs are ready-made tensors: decoding and preprocessing
 cost the same for all), at batch 1 and 8. The artifacts are built by prepare() and
-loaded the way the service loads them (backends.load_runner). The weights are random:
+loaded the way the service loads them (backends.load_runner); "raw onnxruntime" is the
+same model.onnx in an InferenceSession with default options, the yardstick the served
+backend is held to; "int8" is the version prepare_model --int8 writes (quantize.py,
+synthetic calibration), served by ONNX Runtime. The weights are random:
 speed does not depend on their values, and no download is needed. The models are timed
 in alternation, so a busy machine slows all alike.
 
@@ -21,31 +25,33 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # bench/http.py must not shadow the standard library's http package (torch imports it).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import numpy as np
+import onnxruntime
 import torch
 import torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recognition.engine.backends import BACKENDS, load_runner  # noqa: E402
+from bench.timing import Runner, alternating_latencies, speed  # noqa: E402
+from recognition.engine import quantize  # noqa: E402
+from recognition.engine.backends import BACKENDS, ONNXRUNTIME, load_runner  # noqa: E402
 from recognition.engine.prepare import prepare  # noqa: E402
 
 BATCH_SIZES = (1, 8)
 RESULTS = REPO / "bench" / "results" / "engine.json"
+RAW = "raw onnxruntime"
 
 
 @dataclass(frozen=True)
 class Timing:
     batch: int
-    model: str  # "eager", "torchscript" or "onnxruntime"
+    model: str  # "eager", "torchscript", "onnxruntime", "raw onnxruntime" or "int8"
     images_per_s: float
     p50_ms: float
     p95_ms: float
@@ -66,11 +72,11 @@ def main() -> None:
     timings: list[Timing] = []
     for batch in BATCH_SIZES:
         inputs = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
-        latencies = _alternating_latencies(models, inputs, args.warmup, args.iterations)
-        timings += [_summarise(batch, name, seconds) for name, seconds in latencies.items()]
+        latencies = alternating_latencies(models, inputs, args.warmup, args.iterations)
+        timings += [Timing(batch, name, **speed(batch, s)) for name, s in latencies.items()]
 
     ratios = {batch: _ratios(timings, batch) for batch in BATCH_SIZES}
-    roofline = _roofline(os.cpu_count() or 1)
+    roofline = _roofline(os.cpu_count() or 1, args.threads)
     report = {
         "model": "resnet18",
         "weights": "random-init (speed does not depend on the values)",
@@ -84,6 +90,7 @@ def main() -> None:
         "iterations": args.iterations,
         "timings": [asdict(t) for t in timings],
         "over_eager_images_per_s": {str(b): r for b, r in ratios.items()},
+        "over_raw_onnxruntime_images_per_s": {str(b): _over_raw(timings, b) for b in BATCH_SIZES},
         "fp32_roofline": roofline,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +99,7 @@ def main() -> None:
     print(f"\nWritten to {args.output}")
 
 
-def _models(threads: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def _models(threads: int) -> dict[str, Runner]:
     torch.manual_seed(0)
     eager = torchvision.models.resnet18(weights=None).eval()
     with tempfile.TemporaryDirectory() as scratch:
@@ -101,24 +108,60 @@ def _models(threads: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         manifest = prepare(Path(scratch) / "models", weights_file=weights, custom=True).manifest
         # Loaded exactly as the service loads them, hash check included.
         runners = {name: load_runner(manifest, name, threads) for name in BACKENDS}
+        int8 = quantize.quantize(manifest.directory.parent, manifest)
+        runners["int8"] = load_runner(int8, ONNXRUNTIME, threads)
+        runners[RAW] = _raw_onnxruntime(manifest.onnx_path, threads)
     return {"eager": eager, **runners}
 
 
-def _roofline(cores: int) -> dict:
-    """Images/s if every core did nothing but fp32 FMAs at its clock: AVX2 has two FMA
-    units of 8 floats, 32 FLOP per cycle. ResNet-18 at 224 px is 1.814 GMAC per image."""
+def _raw_onnxruntime(path: Path, threads: int) -> Runner:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda batch: torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
+
+
+def _roofline(cores: int, threads: int) -> dict:
+    """Two fp32 limits. Nominal: every core doing nothing but FMAs at the clock
+    /proc/cpuinfo reports, AVX2's 32 FLOP per cycle (two 8-float FMA units); a CPU that
+    boosts above that clock, or has wider units, beats it. Measured: the FLOP rate of a
+    large matrix product (torch's SGEMM, the kernel convolutions come down to), which
+    includes the real clock. ResNet-18 at 224 px is 1.814 GMAC per image."""
     flop_per_image = 2 * 1.814e9
+    roofline = {"gflop_per_image": flop_per_image / 1e9}
     mhz = _cpu_mhz()
-    if mhz is None:
-        return {"note": "CPU clock unknown"}
-    peak = cores * mhz * 1e6 * 32
-    return {
-        "cores": cores,
-        "clock_mhz": mhz,
-        "flop_per_cycle_per_core": 32,
-        "gflop_per_image": flop_per_image / 1e9,
-        "images_per_s": peak / flop_per_image,
+    if mhz is not None:
+        peak = cores * mhz * 1e6 * 32
+        roofline["nominal"] = {
+            "cores": cores,
+            "clock_mhz": mhz,
+            "flop_per_cycle_per_core": 32,
+            "images_per_s": peak / flop_per_image,
+        }
+    gflops = _sgemm_gflops(threads)
+    roofline["measured_sgemm"] = {
+        "threads": threads,
+        "gflops": gflops,
+        "images_per_s": gflops * 1e9 / flop_per_image,
     }
+    return roofline
+
+
+def _sgemm_gflops(threads: int, size: int = 2048, calls: int = 20) -> float:
+    """Best-of-3 FLOP rate of fp32 size×size matrix products on `threads` threads."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        torch.mm(a, b)
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(a, b)
+        best = max(best, 2 * size**3 * calls / (time.perf_counter() - started) / 1e9)
+    return best
 
 
 def _cpu_mhz() -> float | None:
@@ -130,39 +173,16 @@ def _cpu_mhz() -> float | None:
     return max(speeds) if speeds else None
 
 
-def _alternating_latencies(
-    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-    inputs: torch.Tensor,
-    warmup: int,
-    iterations: int,
-) -> dict[str, list[float]]:
-    latencies: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for model in models.values():
-                model(inputs)
-        for _ in range(iterations):
-            for name, model in models.items():
-                started = time.perf_counter()
-                model(inputs)
-                latencies[name].append(time.perf_counter() - started)
-    return latencies
-
-
-def _summarise(batch: int, name: str, seconds: list[float]) -> Timing:
-    milliseconds = np.array(seconds) * 1000
-    return Timing(
-        batch=batch,
-        model=name,
-        images_per_s=batch * len(seconds) / sum(seconds),
-        p50_ms=float(np.percentile(milliseconds, 50)),
-        p95_ms=float(np.percentile(milliseconds, 95)),
-    )
 
 
 def _ratios(timings: list[Timing], batch: int) -> dict[str, float]:
     speed = {t.model: t.images_per_s for t in timings if t.batch == batch}
-    return {name: speed[name] / speed["eager"] for name in BACKENDS}
+    return {name: speed[name] / speed["eager"] for name in speed if name != "eager"}
+
+
+def _over_raw(timings: list[Timing], batch: int) -> dict[str, float]:
+    speed = {t.model: t.images_per_s for t in timings if t.batch == batch}
+    return {name: speed[name] / speed[RAW] for name in (*BACKENDS, "int8")}
 
 
 def _print_table(report: dict, timings: list[Timing], ratios: dict[int, dict]) -> None:
@@ -171,10 +191,10 @@ def _print_table(report: dict, timings: list[Timing], ratios: dict[int, dict]) -
         f"{report['threads']} threads of {report['cpu_count']} cores, "
         f"{report['warmup']} warm-up + {report['iterations']} timed calls, forward pass only"
     )
-    print(f"{'batch':>5}  {'model':<11}  {'images/s':>9}  {'p50 ms':>8}  {'p95 ms':>8}")
+    print(f"{'batch':>5}  {'model':<15}  {'images/s':>9}  {'p50 ms':>8}  {'p95 ms':>8}")
     for t in timings:
         print(
-            f"{t.batch:>5}  {t.model:<11}  {t.images_per_s:>9.1f}  "
+            f"{t.batch:>5}  {t.model:<15}  {t.images_per_s:>9.1f}  "
             f"{t.p50_ms:>8.1f}  {t.p95_ms:>8.1f}"
         )
     for batch, by_backend in ratios.items():
@@ -182,13 +202,25 @@ def _print_table(report: dict, timings: list[Timing], ratios: dict[int, dict]) -
             f"batch {batch}, images/s over eager: "
             + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in by_backend.items())
         )
-    roofline = report["fp32_roofline"]
-    if "images_per_s" in roofline:
+    for batch, by_backend in report["over_raw_onnxruntime_images_per_s"].items():
         print(
-            f"fp32 roofline: {roofline['cores']} cores × {roofline['clock_mhz']:.0f} MHz × "
-            f"32 FLOP/cycle ÷ {roofline['gflop_per_image']:.2f} GFLOP/image = "
-            f"{roofline['images_per_s']:.1f} images/s"
+            f"batch {batch}, images/s over raw onnxruntime: "
+            + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in by_backend.items())
         )
+    roofline = report["fp32_roofline"]
+    if "nominal" in roofline:
+        nominal = roofline["nominal"]
+        print(
+            f"fp32 limit, nominal: {nominal['cores']} cores × {nominal['clock_mhz']:.0f} MHz × "
+            f"32 FLOP/cycle ÷ {roofline['gflop_per_image']:.2f} GFLOP/image = "
+            f"{nominal['images_per_s']:.1f} images/s"
+        )
+    measured = roofline["measured_sgemm"]
+    print(
+        f"fp32 limit, measured: SGEMM at {measured['gflops']:.0f} GFLOP/s on "
+        f"{measured['threads']} threads ÷ {roofline['gflop_per_image']:.2f} GFLOP/image = "
+        f"{measured['images_per_s']:.1f} images/s"
+    )
 
 
 if __name__ == "__main__":
