@@ -31,14 +31,13 @@ from pathlib import Path
 # bench/http.py must not shadow the standard library's http package (torch imports it).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import onnxruntime
 import torch
 import torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.timing import Runner, alternating_latencies, speed  # noqa: E402
+from bench.timing import Runner, alternating_latencies, raw_onnxruntime, speed  # noqa: E402
 from recognition.engine import quantize  # noqa: E402
 from recognition.engine.backends import BACKENDS, ONNXRUNTIME, load_runner  # noqa: E402
 from recognition.engine.prepare import prepare  # noqa: E402
@@ -110,17 +109,8 @@ def _models(threads: int) -> dict[str, Runner]:
         runners = {name: load_runner(manifest, name, threads) for name in BACKENDS}
         int8 = quantize.quantize(manifest.directory.parent, manifest)
         runners["int8"] = load_runner(int8, ONNXRUNTIME, threads)
-        runners[RAW] = _raw_onnxruntime(manifest.onnx_path, threads)
+        runners[RAW] = raw_onnxruntime(manifest.onnx_path, threads)
     return {"eager": eager, **runners}
-
-
-def _raw_onnxruntime(path: Path, threads: int) -> Runner:
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
-    )
-    return lambda batch: torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
 
 
 def _roofline(cores: int, threads: int) -> dict:

@@ -69,13 +69,18 @@ def stop(process: subprocess.Popen) -> None:
 _GRADIENT = np.linspace(0, 255, 640 * 480 * 3).reshape(480, 640, 3)
 
 
-def distinct_upload(i: int) -> tuple[str, bytes]:
-    """Photo-sized JPEG number i, different from every other, as a multipart body."""
+def distinct_jpeg(i: int) -> bytes:
+    """Photo-sized (640 × 480) JPEG number i, different from every other."""
     noise = np.random.default_rng(i).integers(0, 40, (480, 640, 3))
     pixels = ((_GRADIENT + noise + i) % 256).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
-    return multipart(f"photo-{i}.jpg", buffer.getvalue())
+    return buffer.getvalue()
+
+
+def distinct_upload(i: int) -> tuple[str, bytes]:
+    """distinct_jpeg(i) as a multipart body."""
+    return multipart(f"photo-{i}.jpg", distinct_jpeg(i))
 
 
 def distinct_uploads(count: int, start: int = 0) -> list[tuple[str, bytes]]:

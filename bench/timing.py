@@ -1,4 +1,4 @@
-"""Timing of forward passes, shared by bench/engine.py and bench/int8.py."""
+"""Timing of forward passes, shared by the benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import onnxruntime
 import torch
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -37,3 +38,14 @@ def speed(batch: int, seconds: list[float]) -> dict[str, float]:
         "p50_ms": float(np.percentile(milliseconds, 50)),
         "p95_ms": float(np.percentile(milliseconds, 95)),
     }
+
+
+def raw_onnxruntime(path, threads: int) -> Runner:
+    """The ONNX model in a plain InferenceSession with default options: the yardstick
+    the served backend is held to."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda batch: torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
