@@ -280,3 +280,29 @@ def test_static_files_are_served_by_the_app_itself(alice_client):
     response = alice_client.get("/static/recognition/site.css")
 
     assert response.status_code == 200
+
+
+def test_an_image_that_cannot_be_made_into_a_thumbnail_is_not_decoded_again_until_it_changes(
+    alice, alice_client, make_image, monkeypatch
+):
+    from recognition import thumbnails
+    from recognition.storage import media_path
+
+    data = make_image(seed=41)
+    upload = upload_classify(user=alice, file=as_upload(data)).upload
+    original = media_path(upload.stored_image.path)
+    original.write_bytes(data[: len(data) // 3])  # damaged on disk after the upload
+    decoded = []
+    real_decode = thumbnails.decode_image
+    monkeypatch.setattr(
+        thumbnails, "decode_image", lambda *a, **k: decoded.append(1) or real_decode(*a, **k)
+    )
+    url = f"/uploads/{upload.pk}/thumbnail"
+
+    assert [alice_client.get(url).status_code for _ in range(3)] == [404, 404, 404]
+    assert len(decoded) == 1
+
+    original.write_bytes(data)  # restored: tried again, and served
+    assert alice_client.get(url).status_code == 200
+    assert len(decoded) == 2
+
