@@ -49,12 +49,19 @@ def upload_list_for_user(
     return uploads.order_by("-last_uploaded_at", "-id")
 
 
-def upload_get_for_user(*, user: AbstractBaseUser | AnonymousUser, upload_id: int) -> Upload:
-    """The user's upload with this id; Http404 whether it is missing or someone else's."""
+def upload_get_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, upload_id: int, with_results: bool = True
+) -> Upload:
+    """The user's upload with this id; Http404 whether it is missing or someone else's.
+    Without results, only the upload and its stored image are read (for the image files
+    and deletes), not its classification and predictions."""
     if not user.is_authenticated:
         raise Http404("No such upload.")
+    uploads = _uploads_with_results() if with_results else Upload.objects.select_related(
+        "stored_image"
+    )
     try:
-        return _uploads_with_results().get(user=user, pk=upload_id)
+        return uploads.get(user=user, pk=upload_id)
     except (Upload.DoesNotExist, ValueError, TypeError):
         raise Http404("No such upload.") from None
 

@@ -105,7 +105,7 @@ def upload_delete(*, user: AbstractBaseUser, upload_id: int) -> None:
     """Remove the user's upload; the image, its classifications and its files go with the
     last upload that refers to them."""
     with transaction.atomic():
-        upload = upload_get_for_user(user=user, upload_id=upload_id)
+        upload = upload_get_for_user(user=user, upload_id=upload_id, with_results=False)
         # Locking the image serialises this with uploads of the same bytes (PostgreSQL).
         stored = StoredImage.objects.select_for_update().get(pk=upload.stored_image_id)
         upload.delete()

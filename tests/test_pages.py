@@ -306,3 +306,26 @@ def test_an_image_that_cannot_be_made_into_a_thumbnail_is_not_decoded_again_unti
     assert alice_client.get(url).status_code == 200
     assert len(decoded) == 2
 
+
+def test_the_image_thumbnail_and_delete_views_do_not_read_the_predictions(
+    alice, alice_client, make_image, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    upload = upload_classify(user=alice, file=as_upload(make_image(seed=42))).upload
+    urls = [f"/uploads/{upload.pk}/{view}" for view in ("image", "thumbnail", "delete/")]
+
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(url).status_code == 200
+        tables = " ".join(query["sql"] for query in queries.captured_queries)
+        assert "recognition_prediction" not in tables, url
+        assert "recognition_classification" not in tables, url
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(
+        execute=True
+    ):
+        assert alice_client.post(urls[-1]).status_code == 302
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in reads if "recognition_prediction" in sql]
+    assert not Upload.objects.filter(pk=upload.pk).exists()

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 @login_required
 @require_safe
 def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+    upload = upload_get_for_user(user=request.user, upload_id=upload_id, with_results=False)
     stored = upload.stored_image
     path = storage.media_path(stored.path)
     return _file_response(path, storage.content_type(stored.format), upload.original_filename)
@@ -31,7 +31,7 @@ def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
 @login_required
 @require_safe
 def upload_thumbnail(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+    upload = upload_get_for_user(user=request.user, upload_id=upload_id, with_results=False)
     return stored_image_thumbnail_response(upload.stored_image)
 
 

@@ -174,7 +174,7 @@ def _made_with_custom_weights(classification: Classification) -> bool | None:
 @require_http_methods(["GET", "POST"])
 def upload_delete_page(request: HttpRequest, upload_id: int) -> HttpResponse:
     """GET asks for confirmation, POST deletes: works without JavaScript."""
-    upload = upload_get_for_user(user=request.user, upload_id=upload_id)
+    upload = upload_get_for_user(user=request.user, upload_id=upload_id, with_results=False)
     if request.method == "POST":
         upload_delete(user=request.user, upload_id=upload.pk)
         messages.success(request, f"Deleted {upload.original_filename}.")
