@@ -21,13 +21,12 @@ from pathlib import Path
 # bench/http.py must not shadow the standard library's http package (torch imports it).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import matplotlib
-import skimage
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.photos import REAL_PHOTOS  # noqa: E402
 from recognition.engine.images import decode_image  # noqa: E402
 from recognition.engine.preprocess import (  # noqa: E402
     IMAGENET_MEAN,
@@ -39,21 +38,6 @@ from recognition.engine.specs import EFFICIENTNET_LITE0  # noqa: E402
 from recognition.engine.weights import load_state_dict, obtain_official  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "lite0_normalisation.json"
-PHOTOS: dict[str, tuple[Path, frozenset[str]]] = {
-    "grace_hopper.jpg": (
-        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
-        frozenset({"military uniform"}),
-    ),
-    "chelsea.png": (
-        Path(skimage.data_dir) / "chelsea.png",
-        frozenset({"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}),
-    ),
-    "coffee.png": (Path(skimage.data_dir) / "coffee.png", frozenset({"espresso"})),
-    "rocket.jpg": (
-        Path(skimage.data_dir) / "rocket.jpg",
-        frozenset({"missile", "projectile", "space shuttle"}),
-    ),
-}
 SCALINGS = {
     "imagenet mean/std": Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD),
     "[-1, 1]": Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
@@ -80,7 +64,7 @@ def main() -> None:
     scores: list[PhotoScore] = []
     for scaling, preprocessing in SCALINGS.items():
         preprocessor = Preprocessor(preprocessing)
-        for photo, (path, expected) in PHOTOS.items():
+        for photo, (path, expected) in REAL_PHOTOS.items():
             inputs = preprocessor(decode_image(path.read_bytes()).image).unsqueeze(0)
             with torch.inference_mode():
                 probabilities = torch.softmax(model(inputs), dim=1)[0]

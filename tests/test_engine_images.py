@@ -121,6 +121,14 @@ except Exception as exc:
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"outcome": outcome, "peak_growth_kb": after - before}))
 """
+    report = _run_in_a_fresh_process(script, path)
+
+    assert report["outcome"] == "TooManyPixels"
+    assert report["peak_growth_kb"] < 50 * 1024
+
+
+def _run_in_a_fresh_process(script: str, path: Path) -> dict:
+    """Run `script` with `path` as its argument; it prints one JSON object."""
     completed = subprocess.run(
         [sys.executable, "-c", script, str(path)],
         cwd=REPO,
@@ -129,10 +137,7 @@ print(json.dumps({"outcome": outcome, "peak_growth_kb": after - before}))
         timeout=60,
         check=True,
     )
-    report = json.loads(completed.stdout)
-
-    assert report["outcome"] == "TooManyPixels"
-    assert report["peak_growth_kb"] < 50 * 1024
+    return json.loads(completed.stdout)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (10_000, 20)], ids=["1x1", "10000x20-strip"])
@@ -258,15 +263,7 @@ decoded = decode_image(data, min_side=512)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"size": decoded.image.size, "peak_growth_kb": after - before}))
 """
-    completed = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    report = json.loads(completed.stdout)
+    report = _run_in_a_fresh_process(script, path)
 
     assert report["size"] == [1000, 750]
     assert report["peak_growth_kb"] < 12 * 1024
