@@ -164,7 +164,8 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
 
 
 def test_two_runners_work_on_two_batches_at_once(prepared_models_dir):
-    classifier = BatchingClassifier(prepared_models_dir, max_batch=2, max_wait_ms=0, runners=2)
+    # Batches of one: the two requests cannot share a batch, so they need two passes.
+    classifier = BatchingClassifier(prepared_models_dir, max_batch=1, max_wait_ms=0, runners=2)
     log = ForwardLog(classifier)
     real_forward, both_in = log.loaded.forward, threading.Barrier(2, timeout=30)
 
