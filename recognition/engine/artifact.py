@@ -344,7 +344,6 @@ def write_prepared(
         export_onnx(model, onnx_path, preprocessing.crop)
         diffs = {}
         for path in (artifact_path, onnx_path):
-            _fsync(path)
             diffs[path] = max_abs_diff(model, path, preprocessing.crop)
             if not diffs[path] <= MAX_ABS_DIFF:
                 raise ArtifactError(
