@@ -20,7 +20,7 @@ THUMBNAIL_CONTENT_TYPE = "image/jpeg"
 # they had then: decoding a broken 40-megapixel file again on every page view would cost
 # as much each time, while a file rewritten since (same name, new stat) is tried afresh.
 _FAILED_MAX = 1024
-_failed: OrderedDict[str, tuple[tuple[int, int], ImageRejected]] = OrderedDict()
+_failed: OrderedDict[str, tuple[tuple[int, int], str]] = OrderedDict()
 _failed_lock = threading.Lock()
 
 
@@ -36,14 +36,16 @@ def thumbnail_for(stored: StoredImage) -> Path:
     with _failed_lock:
         failed = _failed.get(stored.sha256)
     if failed is not None and failed[0] == signature:
-        raise failed[1]
+        # A new exception each time: one shared instance would collect every thread's
+        # traceback.
+        raise ImageRejected(failed[1])
     try:
         data = original.read_bytes()
         limit = settings.RECOGNITION_MAX_PIXELS
         image = decode_image(data, max_pixels=limit, min_side=THUMBNAIL_SIZE).image
     except ImageRejected as exc:
         with _failed_lock:
-            _failed[stored.sha256] = (signature, exc.with_traceback(None))
+            _failed[stored.sha256] = (signature, exc.message)
             while len(_failed) > _FAILED_MAX:
                 _failed.popitem(last=False)
         raise
