@@ -19,8 +19,8 @@ def post_worker_init(worker):
     """Load and warm the model before this worker takes its first request."""
     from django.conf import settings
 
-    from recognition.classifier import get_classifier
-    from recognition.engine.service import ModelUnavailable
+    from recognition.configured_classifier import get_classifier
+    from recognition.engine.classifier import ModelUnavailable
 
     if not settings.RECOGNITION_WARM_UP:
         return
@@ -33,6 +33,6 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Answer the requests already waiting for the model before the worker goes."""
-    from recognition.classifier import reset_classifier
+    from recognition.configured_classifier import reset_classifier
 
     reset_classifier()

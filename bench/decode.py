@@ -48,7 +48,7 @@ from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
 from recognition.engine.images import decode_image  # noqa: E402
 from recognition.engine.prepare import prepare  # noqa: E402
 from recognition.engine.preprocess import Preprocessor  # noqa: E402
-from recognition.engine.service import DRAFT_MARGIN  # noqa: E402
+from recognition.engine.classifier import DRAFT_MARGIN  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "decode.json"
 AGREEMENT_NEEDED = 0.99

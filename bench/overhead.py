@@ -99,7 +99,7 @@ def _in_process(data_dir: Path, manifest, requests: int) -> list[tuple[str, floa
     from rest_framework.authtoken.models import Token
 
     from recognition import services
-    from recognition.classifier import get_classifier
+    from recognition.configured_classifier import get_classifier
     from recognition.engine.backends import ONNXRUNTIME, load_runner
     from recognition.engine.images import decode_image
     from recognition.engine.preprocess import Preprocessor

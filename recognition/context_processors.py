@@ -8,8 +8,8 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest
 
-from .classifier import get_classifier
-from .engine.service import ModelIdentity, ModelUnavailable
+from .configured_classifier import get_classifier
+from .engine.classifier import ModelIdentity, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from . import storage
-from .classifier import get_classifier
-from .engine import service as engine
+from .configured_classifier import get_classifier
+from .engine import classifier as engine
 from .engine.images import DecodedImage, decode_image
 from .faults import StorageFailed
 from .filenames import clean_filename
@@ -80,7 +80,7 @@ def upload_classify(
 ) -> UploadOutcome:
     """Store and classify an uploaded image, or reuse what is known about the same bytes.
 
-    Raises UploadTooLarge, engine.images.ImageRejected, engine.service.ModelUnavailable or
+    Raises UploadTooLarge, engine.images.ImageRejected, engine.classifier.ModelUnavailable or
     faults.StorageFailed; after any failure nothing new is left in the database or under
     MEDIA_ROOT (but for a file whose database vanished mid-upload: see cleanup_orphans).
     """
@@ -143,7 +143,7 @@ def _upload_once(
     stored = StoredImage.objects.filter(sha256=sha256).first()
     decoded = None
     if stored is None:
-        decoded = _decode(data, classifier)
+        decoded = _decode_upload(data, classifier)
         facts = _ImageFacts(
             sha256=sha256,
             path=storage.image_relative_path(sha256, decoded.format),
@@ -164,7 +164,7 @@ def _upload_once(
     result = None
     if not known:
         # Inference runs outside any transaction: SQLite has one writer at a time.
-        decoded = decoded or _decode(data, classifier)
+        decoded = decoded or _decode_upload(data, classifier)
         [result] = classifier.classify([decoded.image], top_k=MAX_TOP_K)
         model = result.model
 
@@ -195,7 +195,7 @@ def _upload_once(
     return upload, duplicate
 
 
-def _decode(data: bytes, classifier: engine.Classifier) -> DecodedImage:
+def _decode_upload(data: bytes, classifier: engine.Classifier) -> DecodedImage:
     # Off by default: bench/decode.py measured top-1 agreement with full decoding below
     # the 99 % such a shortcut must keep (README, "Performance").
     min_side = classifier.decode_side() if settings.RECOGNITION_JPEG_DRAFT else None
@@ -232,7 +232,7 @@ def _get_or_create_stored_image(facts: _ImageFacts, probably_new: bool) -> tuple
 
 
 def _get_or_create_classification(
-    stored: StoredImage, model: engine.ModelIdentity, result: engine.Classification | None
+    stored: StoredImage, model: engine.ModelIdentity, result: engine.Recognition | None
 ) -> Classification:
     existing = Classification.objects.filter(
         stored_image=stored, model_name=model.name, model_version=model.version
@@ -250,7 +250,7 @@ def _get_or_create_classification(
         )
 
 
-def _create_classification(stored: StoredImage, result: engine.Classification) -> Classification:
+def _create_classification(stored: StoredImage, result: engine.Recognition) -> Classification:
     top = result.predictions[0]
     classification = Classification.objects.create(
         stored_image=stored,

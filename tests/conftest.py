@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from recognition.classifier import reset_classifier
+from recognition.configured_classifier import reset_classifier
 from recognition.engine.prepare import prepare
 
 pytest_plugins = ["tests.web_fixtures"]

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.models import Classification, StoredImage, Upload
 from tests.web_fixtures import as_upload, media_files
 

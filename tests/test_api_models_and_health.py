@@ -6,7 +6,7 @@ import pytest
 from django.db import DatabaseError
 from rest_framework.test import APIClient
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 
 pytestmark = pytest.mark.django_db
 

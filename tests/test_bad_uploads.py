@@ -148,7 +148,7 @@ def test_it_answers_503_when_no_model_is_prepared_and_writes_nothing(alice_api, 
 
 
 def test_a_failing_model_is_a_503_not_a_500(alice_api, make_image, monkeypatch):
-    from recognition.engine.service import ModelUnavailable
+    from recognition.engine.classifier import ModelUnavailable
 
     def unavailable(real_classify):
         def classify(self, images, top_k=3):

@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.engine.images import decode_image
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from PIL import Image
 
 from recognition.engine.artifact import MAX_ABS_DIFF, Manifest, active_key
 from recognition.engine.backends import BACKENDS, artifact_for
-from recognition.engine.service import Classifier, ModelUnavailable
+from recognition.engine.classifier import Classifier, ModelUnavailable
 
 
 def _manifest(models_dir) -> Manifest:

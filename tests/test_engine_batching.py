@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from recognition.engine.batching import BatchingClassifier, ClassifierClosed
-from recognition.engine.service import Classifier
+from recognition.engine.classifier import Classifier
 
 
 def _picture(seed: int) -> Image.Image:

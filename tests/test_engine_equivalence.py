@@ -14,7 +14,7 @@ from PIL import Image
 from recognition.engine.backends import BACKENDS
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessing, Preprocessor
-from recognition.engine.service import Classifier
+from recognition.engine.classifier import Classifier
 
 ORIENTATION_TAG = 0x0112
 

@@ -20,7 +20,7 @@ from recognition.engine.images import (
     TooManyPixels,
     decode_image,
 )
-from recognition.engine.service import Classifier
+from recognition.engine.classifier import Classifier
 
 REPO = Path(__file__).resolve().parents[1]
 

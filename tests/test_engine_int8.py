@@ -19,7 +19,7 @@ import skimage
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.engine import quantize
 from recognition.engine.artifact import (
     ARTIFACT_NAME,
@@ -31,7 +31,7 @@ from recognition.engine.artifact import (
 )
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessor
-from recognition.engine.service import Classifier, ModelUnavailable
+from recognition.engine.classifier import Classifier, ModelUnavailable
 
 REAL_PHOTOS = [
     Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",

@@ -9,7 +9,7 @@ import skimage
 
 from recognition.engine.images import decode_image
 from recognition.engine.prepare import prepare
-from recognition.engine.service import Classifier, Prediction
+from recognition.engine.classifier import Classifier, ScoredLabel
 
 CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 ROCKETS = {"missile", "projectile", "space shuttle"}
@@ -25,7 +25,7 @@ def lite0(tmp_path_factory) -> Classifier:
     return Classifier(models_dir)
 
 
-def _top(classifier: Classifier, photo: Path, k: int) -> list[Prediction]:
+def _top(classifier: Classifier, photo: Path, k: int) -> list[ScoredLabel]:
     (result,) = classifier.classify([decode_image(photo.read_bytes()).image], top_k=k)
     return list(result.predictions)
 

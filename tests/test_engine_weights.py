@@ -19,7 +19,7 @@ from PIL import Image
 
 from recognition.engine.artifact import active_key
 from recognition.engine.prepare import PrepareOutcome, prepare
-from recognition.engine.service import Classifier
+from recognition.engine.classifier import Classifier
 from recognition.engine.specs import RESNET18, ModelSpec, WeightsSource
 from recognition.engine.weights import (
     WeightsDownloadFailed,

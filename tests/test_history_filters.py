@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 import pytest
 from django.core.cache import cache
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.models import Classification, Upload
 from recognition.selectors import upload_list_for_user
 from recognition.services import upload_classify

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.models import Classification, Upload
 from recognition.services import upload_classify
 from tests.web_fixtures import PASSWORD, as_upload, media_files

@@ -72,7 +72,7 @@ def test_it_keeps_the_top_ten_predictions_and_returns_the_top_k_asked_for(alice,
 
 
 def test_it_records_the_model_that_classified_the_image(alice, make_image):
-    from recognition.classifier import get_classifier
+    from recognition.configured_classifier import get_classifier
 
     outcome = upload_classify(user=alice, file=as_upload(make_image()))
 

@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.engine.batching import BatchingClassifier
-from recognition.engine.service import Classifier
+from recognition.engine.classifier import Classifier
 
 PASSWORD = "correct horse battery staple"
 

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from ..engine.images import CorruptImage, EmptyImage, ImageRejected, NotAnImage, TooManyPixels
-from ..engine.service import ModelUnavailable
+from ..engine.classifier import ModelUnavailable
 from ..faults import describe_fault
 from ..services import UploadTooLarge
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..classifier import get_classifier
+from ..configured_classifier import get_classifier
 from .errors import ErrorOutputSerializer
 
 TAG = "service"

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .backends import DEFAULT_BACKEND
-from .service import Classification, Classifier, LoadedModel
+from .classifier import Recognition, Classifier, LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class BatchingClassifier(Classifier):
         for runner in self._runners:
             runner.start()
 
-    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Classification]:
+    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Recognition]:
         if not images:
             return []
         with self._on_the_way_lock:
@@ -170,4 +170,4 @@ class BatchingClassifier(Classifier):
             rows = loaded.top_k(logits[offset : offset + n], request.top_k)
             offset += n
             ms = request.preprocess_ms / n + forward_ms_each
-            request.future.set_result([Classification(row, loaded.identity, ms) for row in rows])
+            request.future.set_result([Recognition(row, loaded.identity, ms) for row in rows])

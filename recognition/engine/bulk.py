@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from .images import ACCEPTED_EXTENSIONS, DEFAULT_MAX_PIXELS, ImageRejected, decode_image
-from .service import Classification, Classifier
+from .classifier import Recognition, Classifier
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,9 @@ class Source:
 
 
 @dataclass(frozen=True)
-class FileResult:
+class FileRecognition:
     path: Path
-    classification: Classification | None = None
+    recognition: Recognition | None = None
     error: str | None = None
 
 
@@ -71,7 +71,7 @@ def classify_files(
     top_k: int,
     batch_size: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[FileResult]:
+) -> Iterator[FileRecognition]:
     """One result per source, in order, a batch at a time, so no more than `batch_size`
     decoded pictures are in memory. A file that cannot be read or decoded gets an error
     and the rest carry on; ModelUnavailable propagates, as no file can succeed without
@@ -84,15 +84,15 @@ def classify_files(
         errors: dict[int, str] = {}
         for position, source in enumerate(chunk):
             try:
-                pictures[position] = _decode(source, max_pixels)
+                pictures[position] = _read_and_decode(source, max_pixels)
             except _Unusable as exc:
                 errors[position] = str(exc)
-        classifications = classifier.classify(list(pictures.values()), top_k=top_k)
-        by_position = dict(zip(pictures, classifications))
+        recognitions = classifier.classify(list(pictures.values()), top_k=top_k)
+        by_position = dict(zip(pictures, recognitions))
         for position, source in enumerate(chunk):
-            yield FileResult(
+            yield FileRecognition(
                 source.path,
-                classification=by_position.get(position),
+                recognition=by_position.get(position),
                 error=errors.get(position),
             )
 
@@ -101,7 +101,7 @@ class _Unusable(Exception):
     pass
 
 
-def _decode(source: Source, max_pixels: int) -> Image.Image:
+def _read_and_decode(source: Source, max_pixels: int) -> Image.Image:
     if source.problem:
         raise _Unusable(source.problem)
     try:

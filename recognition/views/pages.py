@@ -17,10 +17,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from .. import storage
-from ..classifier import get_classifier
+from ..configured_classifier import get_classifier
 from ..engine.artifact import ArtifactError, Manifest
 from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS, ImageRejected, NotAnImage
-from ..engine.service import ModelUnavailable
+from ..engine.classifier import ModelUnavailable
 from ..faults import StorageFailed, describe_fault
 from ..forms import HistorySearchForm, UploadForm
 from ..models import Classification
@@ -40,7 +40,7 @@ DETAIL_TOP_K = 5
 
 
 @dataclass(frozen=True)
-class FileResult:
+class UploadPageResult:
     filename: str
     outcome: UploadOutcome | None = None
     error: str | None = None
@@ -51,7 +51,7 @@ class FileResult:
 @require_http_methods(["GET", "POST"])
 @throttle_uploads
 def upload_page(request: HttpRequest) -> HttpResponse:
-    results: list[FileResult] = []
+    results: list[UploadPageResult] = []
     status = 200
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES)
@@ -77,24 +77,24 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     return render(request, "recognition/upload.html", context, status=status)
 
 
-def _upload_one(request: HttpRequest, file: UploadedFile) -> FileResult:
+def _upload_one(request: HttpRequest, file: UploadedFile) -> UploadPageResult:
     name = file.name or "image"
     try:
         outcome = upload_classify(user=request.user, file=file, top_k=DEFAULT_TOP_K)
     except UploadTooLarge as exc:
-        return FileResult(name, error=exc.message, status=413)
+        return UploadPageResult(name, error=exc.message, status=413)
     except ImageRejected as exc:
         status = 415 if isinstance(exc, NotAnImage) else 400
-        return FileResult(name, error=exc.message, status=status)
+        return UploadPageResult(name, error=exc.message, status=status)
     except ModelUnavailable as exc:
-        return FileResult(name, error=f"Image recognition is unavailable: {exc}", status=503)
+        return UploadPageResult(name, error=f"Image recognition is unavailable: {exc}", status=503)
     except (StorageFailed, DatabaseError) as exc:
         # This file's fault only: the files before it are saved and keep their results.
         fault = describe_fault(exc)
         if fault is None:
             raise
-        return FileResult(name, error=fault.message, status=fault.status)
-    return FileResult(outcome.upload.original_filename, outcome=outcome)
+        return UploadPageResult(name, error=fault.message, status=fault.status)
+    return UploadPageResult(outcome.upload.original_filename, outcome=outcome)
 
 
 @login_required

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.models import Upload
 from recognition.selectors import SEARCH_RANKS
 from recognition.services import upload_classify

@@ -13,7 +13,7 @@ from django.template.defaultfilters import filesizeformat
 from PIL import Image
 from playwright.sync_api import Page, expect
 
-from recognition.classifier import get_classifier
+from recognition.configured_classifier import get_classifier
 from recognition.services import too_large_message
 from tests.web_fixtures import PASSWORD
 

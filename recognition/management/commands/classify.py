@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from recognition.classifier import get_classifier
-from recognition.engine.bulk import FileResult, classify_files, find_images
-from recognition.engine.service import ModelUnavailable
+from recognition.configured_classifier import get_classifier
+from recognition.engine.bulk import FileRecognition, classify_files, find_images
+from recognition.engine.classifier import ModelUnavailable
 
 LONGEST_LABEL_SHOWN = 30
 
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         sources = find_images(options["paths"])
         if not sources:
             raise CommandError("No image files found in the given folders.")
-        format_row: Callable[[FileResult], str] = _json_line
+        format_row: Callable[[FileRecognition], str] = _json_line
         if not options["json"]:
             # Widths are known before the first result, so rows can stream out aligned.
             path_width = max(len(str(source.path)) for source in sources)
@@ -86,20 +86,20 @@ class Command(BaseCommand):
             )
 
 
-def _json_line(result: FileResult) -> str:
+def _json_line(result: FileRecognition) -> str:
     return json.dumps(result_as_json(result), ensure_ascii=False)
 
 
-def result_as_json(result: FileResult) -> dict:
-    if result.classification is None:
+def result_as_json(result: FileRecognition) -> dict:
+    if result.recognition is None:
         return {"path": str(result.path), "error": result.error}
     return {
         "path": str(result.path),
-        "model": result.classification.model.name,
-        "model_version": result.classification.model.version,
+        "model": result.recognition.model.name,
+        "model_version": result.recognition.model.version,
         "predictions": [
             {"label": p.label, "index": p.index, "score": p.score}
-            for p in result.classification.predictions
+            for p in result.recognition.predictions
         ],
     }
 
@@ -109,13 +109,13 @@ def _table_header(path_width: int, label_width: int, top_k: int) -> str:
     return f"{'PATH'.ljust(path_width)}  {'  '.join(columns)}".rstrip()
 
 
-def _table_row(result: FileResult, path_width: int, label_width: int) -> str:
+def _table_row(result: FileRecognition, path_width: int, label_width: int) -> str:
     path = str(result.path).ljust(path_width)
-    if result.classification is None:
+    if result.recognition is None:
         return f"{path}  error: {result.error}"
     cells = [
         f"{p.score:6.1%} {_clip(p.label, label_width).ljust(label_width)}"
-        for p in result.classification.predictions
+        for p in result.recognition.predictions
     ]
     return f"{path}  {'  '.join(cells)}".rstrip()
 

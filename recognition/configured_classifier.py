@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 
 from .engine.batching import BatchingClassifier
-from .engine.service import Classifier
+from .engine.classifier import Classifier
 
 _lock = threading.Lock()
 _classifiers: dict[tuple, Classifier] = {}

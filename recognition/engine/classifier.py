@@ -37,7 +37,7 @@ class _Failure:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class ScoredLabel:
     label: str
     index: int
     score: float  # softmax probability
@@ -52,8 +52,8 @@ class ModelIdentity:
 
 
 @dataclass(frozen=True)
-class Classification:
-    predictions: tuple[Prediction, ...]
+class Recognition:
+    predictions: tuple[ScoredLabel, ...]
     model: ModelIdentity
     inference_ms: float  # this image's preprocessing plus its share of the forward pass
 
@@ -67,12 +67,12 @@ class LoadedModel:
     categories: tuple[str, ...]
     signature: tuple
 
-    def top_k(self, logits: torch.Tensor, top_k: int) -> list[tuple[Prediction, ...]]:
+    def top_k(self, logits: torch.Tensor, top_k: int) -> list[tuple[ScoredLabel, ...]]:
         k = max(1, min(int(top_k), len(self.categories)))
         scores, indices = torch.softmax(logits, dim=1).topk(k, dim=1)
         return [
             tuple(
-                Prediction(label=self.categories[i], index=i, score=s)
+                ScoredLabel(label=self.categories[i], index=i, score=s)
                 for s, i in zip(row_scores, row_indices)
             )
             for row_scores, row_indices in zip(scores.tolist(), indices.tolist())
@@ -123,7 +123,7 @@ class Classifier:
         crop = self.current().preprocessor.spec.crop
         self.classify([Image.new("RGB", (crop, crop), (127, 127, 127))], top_k=1)
 
-    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Classification]:
+    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Recognition]:
         if not images:
             return []
         loaded = self.current()
@@ -131,7 +131,7 @@ class Classifier:
         logits = loaded.forward(loaded.preprocessor.batch(images))
         rows = loaded.top_k(logits, top_k)
         per_image_ms = (time.perf_counter() - started) * 1000 / len(images)
-        return [Classification(row, loaded.identity, per_image_ms) for row in rows]
+        return [Recognition(row, loaded.identity, per_image_ms) for row in rows]
 
     def close(self) -> None:
         """Nothing to release here; the batching classifier drains its queue."""

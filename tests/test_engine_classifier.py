@@ -13,7 +13,7 @@ from PIL import Image
 from recognition.engine.artifact import Manifest, active_key
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.prepare import prepare
-from recognition.engine.service import Classifier, ModelUnavailable
+from recognition.engine.classifier import Classifier, ModelUnavailable
 
 NEW_LABELS = ["anemone", "barnacle", "coral", "mussel", "urchin"]
 
