@@ -1,7 +1,9 @@
 """Settings for the image recognition service.
 
 Every value comes from an environment variable with a safe default for local use,
-so one module serves development, tests and production alike.
+so one module serves development, tests and production alike. Typed values are read
+through classifier_site/env.py, which stops the process on a bad value with a message
+naming the variable.
 """
 
 import os
@@ -11,51 +13,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .env import envbool, envint, envlist, envrate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def envbool(name: str, default: bool) -> bool:
-    value = os.getenv(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
-
-
-def envint(name: str, default: int | None, minimum: int = 0) -> int | None:
-    value = os.getenv(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
-    return number
-
-
-_RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
-
-
-def envrate(name: str, default: str) -> str:
-    """A rate such as "30/min", in the form DRF's throttles read: requests/period."""
-    value = (os.getenv(name) or default).strip()
-    count, _, period = value.partition("/")
-    if not (count.isdigit() and int(count) >= 1 and period in _RATE_PERIODS):
-        raise ImproperlyConfigured(
-            f"{name} must be a rate such as 30/min (per s, min, hour or day), not {value!r}"
-        )
-    return value
-
-
-def envlist(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
-
-
 DATA_DIR = Path(os.getenv("RECOGNITION_DATA_DIR", BASE_DIR / "var")).resolve()
 
 
@@ -110,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "recognition.faults.FaultResponseMiddleware",
+    "recognition.middleware.ErrorResponseMiddleware",
 ]
 
 ROOT_URLCONF = "classifier_site.urls"
