@@ -3,6 +3,8 @@ nothing Bob sees tells him that Alice uploaded the same picture."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from recognition.models import Upload
@@ -64,8 +66,11 @@ def test_uploading_alices_picture_tells_bob_nothing_about_her(alice, bob_api, ma
     assert body["filename"] == "bob.jpg"
     assert body["id"] != alices.pk
     bobs = Upload.objects.get(pk=body["id"])
-    assert body["created_at"].startswith(bobs.created_at.isoformat()[:19])
-    assert body["created_at"] != alices.created_at.isoformat()
+    # Instants, not strings: DRF writes UTC as "Z", Python's isoformat() as "+00:00".
+    shown = {key: datetime.fromisoformat(body[key]) for key in ("created_at", "last_uploaded_at")}
+    assert alices.created_at < bobs.created_at  # so showing hers would be seen
+    assert shown == {"created_at": bobs.created_at, "last_uploaded_at": bobs.last_uploaded_at}
+    assert alices.created_at not in shown.values()
     assert "alice" not in response.content.decode()
 
 
@@ -76,6 +81,7 @@ def test_the_same_picture_shows_bob_his_own_dates_on_his_pages(alice, bob, bob_c
 
     html = bob_client.get(f"/uploads/{bobs.pk}/").content.decode()
 
-    assert bobs.created_at.isoformat() in html
+    assert alices.created_at < bobs.created_at  # so showing hers would be seen
+    assert f'datetime="{bobs.created_at.isoformat()}"' in html
+    assert alices.created_at.isoformat() not in html
     assert "alice" not in html
-    assert alices.created_at != bobs.created_at
