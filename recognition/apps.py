@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.db.models.signals import pre_delete
 
 
 class RecognitionConfig(AppConfig):
     name = "recognition"
     verbose_name = "Image recognition"
+
+    def ready(self) -> None:
+        from .signals import delete_uploads_of_deleted_user
+
+        pre_delete.connect(
+            delete_uploads_of_deleted_user,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="recognition.delete_uploads_of_deleted_user",
+        )

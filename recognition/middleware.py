@@ -1,13 +1,19 @@
 """Refuse an oversized request from its Content-Length, before a byte of it is read;
-give every page a Content-Security-Policy."""
+answer a view's failure in the service's error vocabulary; give every page a
+Content-Security-Policy."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import logging
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template.loader import render_to_string
+from django.http import HttpRequest, HttpResponse
+
+from .errors import UploadTooLarge, describe_error, error_response
+
+logger = logging.getLogger(__name__)
 
 # Everything the pages and the Swagger UI load comes from this server. Inline styles are
 # allowed (confidence bars, Swagger UI); inline scripts are not. Uploaded images are
@@ -36,7 +42,7 @@ class RejectOversizedBodyMiddleware:
         max_bytes = settings.RECOGNITION_MAX_UPLOAD_BYTES
         length = _content_length(request)
         if length is not None and length > max_bytes + MULTIPART_ALLOWANCE:
-            return _too_large(request, max_bytes)
+            return error_response(request, describe_error(UploadTooLarge(max_bytes)))
         return self.get_response(request)
 
 
@@ -47,15 +53,24 @@ def _content_length(request: HttpRequest) -> int | None:
         return None  # absent or malformed: Django then reads no body at all
 
 
-def _too_large(request: HttpRequest, max_bytes: int) -> HttpResponse:
-    # Imported here: the services pull in the engine, which this module need not load.
-    from .services import UploadTooLarge
+class ErrorResponseMiddleware:
+    """A view that raised an error of the service's vocabulary (the database down, the
+    disk full, ...) answers with its status and a readable page, or JSON under /api/ for
+    what DRF's own handler does not see, not with the generic 500."""
 
-    error = UploadTooLarge(max_bytes)
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=413)
-    # Rendered without the request: the auth and session middleware have not run yet.
-    return HttpResponse(render_to_string("413.html", {"message": error.message}), status=413)
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        answer = describe_error(exc)
+        if answer is None:
+            return None
+        if answer.status >= 500:
+            logger.error("%s on %s: %s", answer.code, request.path, exc)  # the detail
+        return error_response(request, answer)
 
 
 class ContentSecurityPolicyMiddleware:

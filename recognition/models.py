@@ -10,8 +10,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.signals import pre_delete
-from django.dispatch import receiver
 from django.db.models.functions import Length, Lower
 from django.db.models.lookups import Exact
 
@@ -136,13 +134,3 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_filename} by {self.user}"
-
-
-@receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
-def _delete_uploads_of_deleted_user(sender: type, instance: models.Model, **kwargs: object) -> None:
-    """A deleted account takes its pictures along, through the same service as any
-    deletion; a plain cascade would leave their images and files behind."""
-    from .services import upload_delete  # the services import this module
-
-    for upload_id in Upload.objects.filter(user=instance).values_list("pk", flat=True):
-        upload_delete(user=instance, upload_id=upload_id)

@@ -16,14 +16,13 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import prefetch_related_objects
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from . import storage
 from .configured_classifier import get_classifier
 from .engine import classifier as engine
 from .engine.images import DecodedImage, decode_image
-from .faults import StorageFailed
+from .errors import StorageFailed, UploadTooLarge
 from .filenames import clean_filename
 from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
 from .selectors import RANKED_PREDICTIONS, upload_get_for_user
@@ -35,19 +34,6 @@ MAX_TOP_K = MAX_STORED_PREDICTIONS
 # A row read before the transaction can vanish (a concurrent delete) before it starts;
 # the whole upload is then simply done again.
 _ATTEMPTS = 3
-
-
-class UploadTooLarge(Exception):
-    code = "too_large"
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.message = too_large_message(max_bytes)
-        super().__init__(self.message)
-
-
-def too_large_message(max_bytes: int) -> str:
-    return f"The file is too large: at most {filesizeformat(max_bytes)} per image is accepted."
 
 
 @dataclass(frozen=True)
@@ -81,7 +67,7 @@ def upload_classify(
     """Store and classify an uploaded image, or reuse what is known about the same bytes.
 
     Raises UploadTooLarge, engine.images.ImageRejected, engine.classifier.ModelUnavailable or
-    faults.StorageFailed; after any failure nothing new is left in the database or under
+    StorageFailed (each carries its status, code and message: see errors.py); after any failure nothing new is left in the database or under
     MEDIA_ROOT (but for a file whose database vanished mid-upload: see cleanup_orphans).
     """
     if not 1 <= top_k <= MAX_TOP_K:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from recognition.engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
-from recognition.services import too_large_message
+from recognition.errors import too_large_message
 
 pytestmark = pytest.mark.django_db
 

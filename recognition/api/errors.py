@@ -17,19 +17,9 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from ..engine.images import CorruptImage, EmptyImage, ImageRejected, NotAnImage, TooManyPixels
-from ..engine.classifier import ModelUnavailable
-from ..faults import describe_fault
-from ..services import UploadTooLarge
+from ..errors import BAD_REQUEST, PERMISSION_DENIED, SERVER_ERROR, describe_error, error_body
 
 logger = logging.getLogger(__name__)
-
-IMAGE_STATUS: dict[type[ImageRejected], int] = {
-    EmptyImage: status.HTTP_400_BAD_REQUEST,
-    NotAnImage: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-    CorruptImage: status.HTTP_400_BAD_REQUEST,
-    TooManyPixels: status.HTTP_400_BAD_REQUEST,
-}
 
 # DRF's own exception classes -> our codes; the rest use DRF's default_code.
 DRF_CODES: dict[type[exceptions.APIException], str] = {
@@ -56,35 +46,26 @@ class ErrorOutputSerializer(serializers.Serializer):
         ref_name = "Error"
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
-
-
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     set_rollback()  # as DRF's own handler does, for ATOMIC_REQUESTS
-    # Database down, disk full, media unwritable: say so, with a status worth retrying.
-    fault = describe_fault(exc)
-    if fault is not None:
-        logger.error("%s: %s", fault.code, exc)
-        return _response(fault.status, fault.code, fault.message)
-    if isinstance(exc, ImageRejected):
-        return _response(IMAGE_STATUS.get(type(exc), 400), exc.code, exc.message)
-    if isinstance(exc, UploadTooLarge):
-        return _response(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, exc.code, exc.message)
-    if isinstance(exc, ModelUnavailable):
-        return _response(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "model_unavailable",
-            f"Image recognition is unavailable: {exc}",
-        )
+    # The service's own vocabulary: bad images, limits, no model, database or disk down.
+    answer = describe_error(exc)
+    if answer is not None:
+        if answer.status >= 500:
+            logger.error("%s: %s", answer.code, exc)  # the detail, for the operator
+        return _response(answer.status, answer.code, answer.message)
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         return _response(status.HTTP_404_NOT_FOUND, "not_found", str(exc) or "Not found.")
     if isinstance(exc, PermissionDenied):
-        return _response(status.HTTP_403_FORBIDDEN, "permission_denied", "Permission denied.")
+        answer = PERMISSION_DENIED
+        return _response(answer.status, answer.code, answer.message)
     if isinstance(exc, RequestDataTooBig):
-        return _response(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large", str(exc))
+        message = "The request's form fields are too large."
+        return _response(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large", message)
     if isinstance(exc, SuspiciousOperation):
-        return _response(status.HTTP_400_BAD_REQUEST, "bad_request", str(exc))
+        # Its text may echo the request's host or the server's settings: log it only.
+        logger.warning("Suspicious API request: %s", exc)
+        return _response(status.HTTP_400_BAD_REQUEST, "bad_request", BAD_REQUEST.message)
     if isinstance(exc, exceptions.ValidationError):
         return _validation_response(exc)
     if isinstance(exc, exceptions.APIException):
@@ -97,9 +78,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             response["Retry-After"] = str(int(exc.wait))
         return response
     logger.exception("Unhandled API error", exc_info=exc)
-    return _response(
-        status.HTTP_500_INTERNAL_SERVER_ERROR, "server_error", "Something went wrong on our side."
-    )
+    return _response(SERVER_ERROR.status, SERVER_ERROR.code, SERVER_ERROR.message)
 
 
 def _response(status_code: int, code: str, message: str, **extra: Any) -> Response:

@@ -46,7 +46,20 @@ __all__ = ["sha256_file"]
 
 
 class ArtifactError(Exception):
-    """The artifact cannot be built, trusted or found; the message says what to do."""
+    """The artifact cannot be built, trusted or found. `str()` is the operator's detail
+    (it may name files); `public` is what a client of the service may be told."""
+
+    public = (
+        "the prepared model is damaged or incomplete. An operator should run "
+        "`python manage.py prepare_model` to rebuild it."
+    )
+
+
+class ModelNotPrepared(ArtifactError):
+    public = (
+        "no model is prepared on this server. An operator should run "
+        "`python manage.py prepare_model`."
+    )
 
 
 @dataclass(frozen=True)
@@ -186,7 +199,7 @@ def load_active_manifest(models_dir: Path, model: str | None = None) -> Manifest
             key=os.path.getmtime,
         )
         if not candidates:
-            raise ArtifactError(
+            raise ModelNotPrepared(
                 f"The model {model!r} is not prepared in {models_dir}. "
                 f"Run `python manage.py prepare_model --model {model}`."
             )
@@ -195,7 +208,7 @@ def load_active_manifest(models_dir: Path, model: str | None = None) -> Manifest
     try:
         key = json.loads(pointer.read_text(encoding="utf-8"))["key"]
     except FileNotFoundError:
-        raise ArtifactError(
+        raise ModelNotPrepared(
             f"No model is prepared in {models_dir}. Run `python manage.py prepare_model`."
         ) from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -21,7 +21,22 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 class BackendError(Exception):
-    """The artifact for this backend is missing, altered or unloadable."""
+    """The artifact for this backend is missing, altered or unloadable. `str()` is the
+    operator's detail; `public` what a client may be told."""
+
+    public = (
+        "the prepared model cannot be loaded. An operator should run "
+        "`python manage.py prepare_model` to rebuild it."
+    )
+
+
+class BackendMismatch(BackendError):
+    """The configured model and backend do not go together."""
+
+    public = (
+        "the configured model cannot run on the configured backend. An operator should "
+        "check RECOGNITION_MODEL and RECOGNITION_BACKEND."
+    )
 
 
 def artifact_for(manifest: Manifest, backend: str) -> tuple[Path, str | None]:
@@ -29,7 +44,7 @@ def artifact_for(manifest: Manifest, backend: str) -> tuple[Path, str | None]:
         return manifest.artifact_path, manifest.artifact_sha256
     if backend == ONNXRUNTIME:
         return manifest.onnx_path, manifest.onnx_sha256
-    raise BackendError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    raise BackendMismatch(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
 
 
 def load_runner(manifest: Manifest, backend: str, threads: int | None) -> Runner:
@@ -37,7 +52,7 @@ def load_runner(manifest: Manifest, backend: str, threads: int | None) -> Runner
     path, expected = artifact_for(manifest, backend)
     fix = "Run `python manage.py prepare_model` to rebuild it."
     if expected is None and manifest.quantization:
-        raise BackendError(
+        raise BackendMismatch(
             f"The model {manifest.key} ({manifest.quantization}) was prepared without a "
             f"{backend} artifact: quantized versions run on {ONNXRUNTIME} only. Set "
             f"RECOGNITION_BACKEND={ONNXRUNTIME}, or serve {manifest.quantized_from}."

@@ -26,14 +26,25 @@ RETRY_FAILED_LOAD_SECONDS = 5.0
 
 
 class ModelUnavailable(Exception):
-    """No usable model: missing, unverifiable or unloadable. The message says the fix."""
+    """No usable model: missing, unverifiable or unloadable.
+
+    `str()` is the operator's detail (it may name files on the server) for logs and
+    commands; `message` is what a client may be told: what is wrong and the fix."""
+
+    status = 503
+    code = "model_unavailable"
+
+    def __init__(self, detail: str, public: str = ArtifactError.public):
+        super().__init__(detail)
+        self.public = public
+        self.message = f"Image recognition is unavailable: {public}"
 
 
 @dataclass(frozen=True)
 class _Failure:
     probe: tuple
     at: float
-    message: str
+    error: ModelUnavailable
 
 
 @dataclass(frozen=True)
@@ -156,11 +167,11 @@ class Classifier:
             and failure.probe == self._probe()
             and time.monotonic() - failure.at < RETRY_FAILED_LOAD_SECONDS
         ):
-            raise ModelUnavailable(failure.message)
+            raise ModelUnavailable(str(failure.error), failure.error.public)
         try:
             loaded = self._load()
         except ModelUnavailable as exc:
-            self._failure = _Failure(self._probe(), time.monotonic(), str(exc))
+            self._failure = _Failure(self._probe(), time.monotonic(), exc)
             raise
         self._failure = None
         return loaded
@@ -184,7 +195,7 @@ class Classifier:
             self._attempted = artifact_for(manifest, self.backend)[0]
             forward = load_runner(manifest, self.backend, self.threads)
         except (ArtifactError, BackendError) as exc:
-            raise ModelUnavailable(str(exc)) from None
+            raise ModelUnavailable(str(exc), exc.public) from None
         identity = ModelIdentity(
             name=manifest.name,
             version=manifest.version,

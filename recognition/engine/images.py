@@ -40,6 +40,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 class ImageRejected(Exception):
     """Base of every reason an image cannot be classified."""
 
+    status = 400  # HTTP; the engine knows no web framework, only the number
     code = "invalid_image"
 
     def __init__(self, message: str):
@@ -52,6 +53,7 @@ class EmptyImage(ImageRejected):
 
 
 class NotAnImage(ImageRejected):
+    status = 415
     code = "unsupported_type"
 
 

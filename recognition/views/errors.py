@@ -2,37 +2,38 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from ..api.errors import error_body
-
-
-def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/")
+from ..errors import (
+    BAD_REQUEST,
+    NO_ENDPOINT,
+    PERMISSION_DENIED,
+    SERVER_ERROR,
+    error_response,
+    is_api_request,
+)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        body = error_body("bad_request", "The request could not be understood.")
-        return JsonResponse(body, status=400)
+    if is_api_request(request):
+        return error_response(request, BAD_REQUEST)
     return defaults.bad_request(request, exception)
 
 
 def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+    if is_api_request(request):
+        return error_response(request, PERMISSION_DENIED)
     return defaults.permission_denied(request, exception)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
-        return JsonResponse(error_body("not_found", "No API endpoint at this URL."), status=404)
+    if is_api_request(request):
+        return error_response(request, NO_ENDPOINT)
     return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if _is_api(request):
-        body = error_body("server_error", "Something went wrong on our side.")
-        return JsonResponse(body, status=500)
+    if is_api_request(request):
+        return error_response(request, SERVER_ERROR)
     return defaults.server_error(request)

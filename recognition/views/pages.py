@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,9 +20,9 @@ from django.views.decorators.http import require_http_methods
 from .. import storage
 from ..configured_classifier import get_classifier
 from ..engine.artifact import ArtifactError, Manifest
-from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS, ImageRejected, NotAnImage
 from ..engine.classifier import ModelUnavailable
-from ..faults import StorageFailed, describe_fault
+from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
+from ..errors import describe_error, too_large_message
 from ..forms import HistorySearchForm, UploadForm
 from ..models import Classification
 from ..selectors import upload_get_for_user, upload_list_for_user
@@ -29,11 +30,11 @@ from ..throttling import throttle_uploads
 from ..services import (
     DEFAULT_TOP_K,
     UploadOutcome,
-    UploadTooLarge,
-    too_large_message,
     upload_classify,
     upload_delete,
 )
+
+logger = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 24
 DETAIL_TOP_K = 5
@@ -81,19 +82,14 @@ def _upload_one(request: HttpRequest, file: UploadedFile) -> UploadPageResult:
     name = file.name or "image"
     try:
         outcome = upload_classify(user=request.user, file=file, top_k=DEFAULT_TOP_K)
-    except UploadTooLarge as exc:
-        return UploadPageResult(name, error=exc.message, status=413)
-    except ImageRejected as exc:
-        status = 415 if isinstance(exc, NotAnImage) else 400
-        return UploadPageResult(name, error=exc.message, status=status)
-    except ModelUnavailable as exc:
-        return UploadPageResult(name, error=f"Image recognition is unavailable: {exc}", status=503)
-    except (StorageFailed, DatabaseError) as exc:
-        # This file's fault only: the files before it are saved and keep their results.
-        fault = describe_fault(exc)
-        if fault is None:
+    except Exception as exc:
+        # This file's failure only: the files before it are saved and keep their results.
+        answer = describe_error(exc)
+        if answer is None:
             raise
-        return UploadPageResult(name, error=fault.message, status=fault.status)
+        if answer.status >= 500:
+            logger.error("%s for %s: %s", answer.code, request.path, exc)  # the detail
+        return UploadPageResult(name, error=answer.message, status=answer.status)
     return UploadPageResult(outcome.upload.original_filename, outcome=outcome)
 
 

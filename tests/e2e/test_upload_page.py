@@ -14,7 +14,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from recognition.configured_classifier import get_classifier
-from recognition.services import too_large_message
+from recognition.errors import too_large_message
 from tests.web_fixtures import PASSWORD
 
 from .conftest import SCREENSHOTS, image_shown, screenshot_at_both_widths
