@@ -4,6 +4,7 @@ The engine is never faked here: tests classify with a random-weights ResNet-18 t
 went through the same prepare_model path as a user's custom weights.
 """
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,12 @@ def no_model(settings, tmp_path):
     """A server on which no model has been prepared."""
     settings.RECOGNITION_MODELS_DIR = tmp_path / "no-models"
     return settings.RECOGNITION_MODELS_DIR
+
+
+@pytest.fixture
+def models_copy(settings, tmp_path, prepared_models_dir) -> Path:
+    """The session's models, copied so a test may damage or add to them, and served."""
+    copy = tmp_path / "models-copy"
+    shutil.copytree(prepared_models_dir, copy, symlinks=True)
+    settings.RECOGNITION_MODELS_DIR = copy
+    return copy

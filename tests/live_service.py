@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 SCRIPT_TIMEOUT = 120
 
 

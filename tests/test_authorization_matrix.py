@@ -26,7 +26,8 @@ from recognition.models import Upload
 from recognition.services import upload_classify
 from tests.web_fixtures import PASSWORD, as_upload, image_bytes, media_files
 
-pytestmark = pytest.mark.django_db
+# Four users per test: PBKDF2's deliberate slowness would dominate the matrix.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 ROLES = ("anonymous", "owner", "other", "admin")
 LOGIN = "/accounts/login/"
@@ -74,12 +75,6 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "api:schema": ("get", PUBLIC),
     "api:docs": ("get", PUBLIC),
 }
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Four users per test: PBKDF2's deliberate slowness would dominate the matrix."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

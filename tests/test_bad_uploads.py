@@ -5,20 +5,18 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from recognition.models import Classification, Prediction, StoredImage, Upload
-from tests.web_fixtures import as_upload, media_files, patch_every_classifier, png_claiming_size
+from recognition.models import Upload
+from tests.web_fixtures import (
+    as_upload,
+    assert_nothing_written,
+    media_files,
+    patch_every_classifier,
+    png_claiming_size,
+)
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/classifications/"
-
-
-def assert_nothing_written() -> None:
-    assert not StoredImage.objects.exists()
-    assert not Classification.objects.exists()
-    assert not Prediction.objects.exists()
-    assert not Upload.objects.exists()
-    assert not media_files()
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -12,8 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from recognition.engine.specs import RESNET18
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _prepare_model(*args: str) -> tuple[str, str]:

@@ -4,23 +4,17 @@ restart, follows prepare_model's active model, and shapes its results as promise
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torchvision
-from PIL import Image
 
 from recognition.engine.artifact import Manifest, active_key
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.prepare import prepare
 from recognition.engine.classifier import Classifier, ModelUnavailable
+from tests.helpers import noise_picture
 
 NEW_LABELS = ["anemone", "barnacle", "coral", "mussel", "urchin"]
-
-
-def _picture(seed: int) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 @pytest.fixture
@@ -53,25 +47,25 @@ def test_it_refuses_a_tampered_artifact_and_says_to_run_prepare_model(models_dir
     classifier = Classifier(models_dir, backend=backend)
 
     with pytest.raises(ModelUnavailable, match="prepare_model"):
-        classifier.classify([_picture(0)])
+        classifier.classify([noise_picture(0)])
     assert not classifier.is_ready()
 
 
 def test_it_refuses_an_artifact_tampered_with_after_it_was_loaded(models_dir, backend):
     classifier = Classifier(models_dir, backend=backend)
-    classifier.classify([_picture(0)])
+    classifier.classify([noise_picture(0)])
 
     _flip_bytes(_artifact(models_dir, backend))
 
     with pytest.raises(ModelUnavailable, match="does not match its manifest"):
-        classifier.classify([_picture(0)])
+        classifier.classify([noise_picture(0)])
 
 
 def test_a_missing_artifact_makes_the_model_unavailable(models_dir, backend):
     _artifact(models_dir, backend).unlink()
 
     with pytest.raises(ModelUnavailable, match="prepare_model"):
-        Classifier(models_dir, backend=backend).classify([_picture(0)])
+        Classifier(models_dir, backend=backend).classify([noise_picture(0)])
 
 
 def test_an_empty_models_folder_makes_the_model_unavailable(tmp_path):
@@ -85,16 +79,16 @@ def test_the_same_classifier_recovers_when_the_artifact_comes_back(
     models_dir, tmp_path, backend
 ):
     classifier = Classifier(models_dir, backend=backend)
-    before = classifier.classify([_picture(0)], top_k=5)[0].predictions
+    before = classifier.classify([noise_picture(0)], top_k=5)[0].predictions
     artifact = _artifact(models_dir, backend)
     artifact.rename(tmp_path / "set-aside")
     with pytest.raises(ModelUnavailable):
-        classifier.classify([_picture(0)])
+        classifier.classify([noise_picture(0)])
 
     (tmp_path / "set-aside").rename(artifact)
 
     assert classifier.is_ready()
-    after = classifier.classify([_picture(0)], top_k=5)[0].predictions
+    after = classifier.classify([noise_picture(0)], top_k=5)[0].predictions
     assert [p.index for p in after] == [p.index for p in before]
 
 
@@ -104,7 +98,7 @@ def test_the_same_classifier_recovers_when_the_artifact_comes_back(
 def test_top_k_is_clamped_between_one_and_the_number_of_categories(
     asked, given, prepared_models_dir
 ):
-    (result,) = Classifier(prepared_models_dir).classify([_picture(0)], top_k=asked)
+    (result,) = Classifier(prepared_models_dir).classify([noise_picture(0)], top_k=asked)
 
     scores = [p.score for p in result.predictions]
     assert len(result.predictions) == given
@@ -116,7 +110,7 @@ def test_top_k_is_clamped_between_one_and_the_number_of_categories(
 
 def test_a_batch_returns_each_pictures_result_in_the_order_given(prepared_models_dir):
     classifier = Classifier(prepared_models_dir)
-    pictures = [_picture(seed) for seed in range(4)]
+    pictures = [noise_picture(seed) for seed in range(4)]
     alone = [classifier.classify([p], top_k=1000)[0] for p in pictures]
 
     together = classifier.classify(pictures, top_k=1000)
@@ -148,7 +142,7 @@ def test_it_switches_to_the_model_prepare_model_makes_active(models_dir, tmp_pat
     second = classifier.identity()
     assert first.num_categories == 1000
     assert second.version != first.version and second.num_categories == 5
-    (result,) = classifier.classify([_picture(0)], top_k=10)
+    (result,) = classifier.classify([noise_picture(0)], top_k=10)
     assert {p.label for p in result.predictions} == set(NEW_LABELS)
 
 

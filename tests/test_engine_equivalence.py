@@ -15,6 +15,7 @@ from recognition.engine.backends import BACKENDS
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessing, Preprocessor
 from recognition.engine.classifier import Classifier
+from tests.helpers import gradient_picture
 
 ORIENTATION_TAG = 0x0112
 
@@ -25,22 +26,6 @@ def _encode(image: Image.Image, image_format: str, **params) -> bytes:
     return buffer.getvalue()
 
 
-def _picture(width: int, height: int, seed: int = 0) -> Image.Image:
-    """Smooth gradients plus noise: structure for the convolutions, detail for the resize."""
-    y, x = np.mgrid[0:height, 0:width]
-    rng = np.random.default_rng(seed)
-    pixels = np.stack(
-        [
-            255 * x / max(width - 1, 1),
-            255 * y / max(height - 1, 1),
-            127 + 127 * np.sin((x + y) / 7.0),
-        ],
-        axis=-1,
-    )
-    pixels += rng.normal(0, 25, pixels.shape)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
 def _with_alpha(image: Image.Image) -> Image.Image:
     rgba = image.convert("RGBA")
     alpha = np.linspace(0, 255, image.width * image.height).reshape(image.height, image.width)
@@ -49,33 +34,33 @@ def _with_alpha(image: Image.Image) -> Image.Image:
 
 
 def _palette_with_transparency() -> bytes:
-    palette = _picture(300, 200).quantize(colors=64)
+    palette = gradient_picture(300, 200).quantize(colors=64)
     return _encode(palette, "PNG", transparency=0)
 
 
 def _sixteen_bit_grey() -> bytes:
-    grey = np.asarray(_picture(300, 200).convert("L"), dtype=np.uint16) * 257
+    grey = np.asarray(gradient_picture(300, 200).convert("L"), dtype=np.uint16) * 257
     return _encode(Image.fromarray(grey), "PNG")
 
 
 def _exif_rotated_jpeg() -> bytes:
     exif = Image.Exif()
     exif[ORIENTATION_TAG] = 6
-    return _encode(_picture(300, 200), "JPEG", quality=95, exif=exif.tobytes())
+    return _encode(gradient_picture(300, 200), "JPEG", quality=95, exif=exif.tobytes())
 
 
 PICTURES: dict[str, Callable[[], bytes]] = {
-    "1x1 png": lambda: _encode(_picture(1, 1), "PNG"),
-    "300x200 png": lambda: _encode(_picture(300, 200), "PNG"),
-    "200x300 png": lambda: _encode(_picture(200, 300), "PNG"),
-    "10000x20 strip png": lambda: _encode(_picture(10_000, 20), "PNG"),
-    "640x480 jpeg": lambda: _encode(_picture(640, 480), "JPEG", quality=90),
-    "1800x1200 jpeg": lambda: _encode(_picture(1800, 1200), "JPEG", quality=90),
-    "greyscale L png": lambda: _encode(_picture(300, 200).convert("L"), "PNG"),
+    "1x1 png": lambda: _encode(gradient_picture(1, 1), "PNG"),
+    "300x200 png": lambda: _encode(gradient_picture(300, 200), "PNG"),
+    "200x300 png": lambda: _encode(gradient_picture(200, 300), "PNG"),
+    "10000x20 strip png": lambda: _encode(gradient_picture(10_000, 20), "PNG"),
+    "640x480 jpeg": lambda: _encode(gradient_picture(640, 480), "JPEG", quality=90),
+    "1800x1200 jpeg": lambda: _encode(gradient_picture(1800, 1200), "JPEG", quality=90),
+    "greyscale L png": lambda: _encode(gradient_picture(300, 200).convert("L"), "PNG"),
     "palette with transparency png": _palette_with_transparency,
-    "RGBA png": lambda: _encode(_with_alpha(_picture(300, 200)), "PNG"),
-    "LA png": lambda: _encode(_with_alpha(_picture(300, 200)).convert("LA"), "PNG"),
-    "CMYK jpeg": lambda: _encode(_picture(300, 200).convert("CMYK"), "JPEG", quality=90),
+    "RGBA png": lambda: _encode(_with_alpha(gradient_picture(300, 200)), "PNG"),
+    "LA png": lambda: _encode(_with_alpha(gradient_picture(300, 200)).convert("LA"), "PNG"),
+    "CMYK jpeg": lambda: _encode(gradient_picture(300, 200).convert("CMYK"), "JPEG", quality=90),
     "16-bit greyscale png": _sixteen_bit_grey,
     "EXIF-rotated jpeg": _exif_rotated_jpeg,
 }

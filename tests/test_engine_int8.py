@@ -198,13 +198,6 @@ def _prepare_model(*args: str) -> str:
     return out.getvalue()
 
 
-@pytest.fixture
-def models_copy(settings, tmp_path, prepared_models_dir) -> Path:
-    settings.RECOGNITION_MODELS_DIR = tmp_path / "models"
-    shutil.copytree(prepared_models_dir, settings.RECOGNITION_MODELS_DIR)
-    return settings.RECOGNITION_MODELS_DIR
-
-
 @pytest.mark.slow
 def test_prepare_model_int8_adds_a_version_that_the_service_serves_when_asked(
     models_copy, settings

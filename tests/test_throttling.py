@@ -14,7 +14,7 @@ from recognition import services
 from recognition.models import Upload
 from tests.web_fixtures import PASSWORD, as_upload, image_bytes
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 API = "/api/v1/classifications/"
 LOGIN = "/accounts/login/"
@@ -28,11 +28,6 @@ def upload_via_api(client):
 
 def upload_via_page(client):
     return client.post("/", {"images": as_upload(image_bytes(seed=next(_seed)))})
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

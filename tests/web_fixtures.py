@@ -13,18 +13,18 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recognition.engine.batching import BatchingClassifier
 from recognition.engine.classifier import Classifier
+from recognition.models import Classification, Prediction, StoredImage, Upload
+from tests.helpers import noise_picture
 
 PASSWORD = "correct horse battery staple"
 
@@ -53,6 +53,13 @@ def fresh_cache(settings):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """For tests that make many users or log in often: PBKDF2's deliberate slowness
+    would dominate them. Opt in with pytest.mark.usefixtures("fast_password_hashing")."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 # --- Users and clients ------------------------------------------------------------
@@ -121,11 +128,8 @@ _seeds = itertools.count(1)
 def image_bytes(image_format: str = "JPEG", size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
     """Random-noise pixels: each seed gives different bytes, and noise keeps JPEGs big
     enough that cutting one in half damages its pixel data, not just its end."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    image = Image.fromarray(pixels, "RGB")
     buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
+    noise_picture(seed, size).save(buffer, format=image_format)
     return buffer.getvalue()
 
 
@@ -160,6 +164,15 @@ def media_files(kind: str = "images") -> list[Path]:
     """Files under MEDIA_ROOT/<kind>, leftover temporary files included."""
     root = Path(settings.MEDIA_ROOT) / kind
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+def assert_nothing_written() -> None:
+    """After a refused upload: no row of any kind, and no file under MEDIA_ROOT/images."""
+    assert not StoredImage.objects.exists()
+    assert not Classification.objects.exists()
+    assert not Prediction.objects.exists()
+    assert not Upload.objects.exists()
+    assert not media_files()
 
 
 def patch_every_classifier(monkeypatch, wrap) -> None:
