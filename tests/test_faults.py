@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +17,11 @@ import pytest
 from django.db import connection
 
 from recognition import storage
+from recognition.engine.artifact import Manifest, active_key
+from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.models import StoredImage, Upload
-from tests.live_service import REPO, free_port, live_data
+from tests.helpers import REPO
+from tests.live_service import free_port, live_data
 from tests.web_fixtures import as_upload, media_files
 
 API = "/api/v1/classifications/"
@@ -33,37 +35,41 @@ def _post_image(client, data: bytes):
 # --- The model artifact -------------------------------------------------------------
 
 
-@pytest.fixture
-def models_copy(settings, tmp_path, prepared_models_dir) -> list[Path]:
-    """The session's models, copied so they can be damaged; their artifact files."""
-    copy = tmp_path / "models-copy"
-    shutil.copytree(prepared_models_dir, copy, symlinks=True)
-    settings.RECOGNITION_MODELS_DIR = copy
-    artifacts = [p for p in copy.rglob("*") if p.is_file() and p.suffix in (".pt", ".onnx")]
-    assert artifacts
-    return artifacts
+@pytest.fixture(params=BACKENDS)
+def served_artifact(request, settings, models_copy) -> Path:
+    """The file the configured backend loads, in a copy of the models that may be broken:
+    model.ts for TorchScript, model.onnx for ONNX Runtime."""
+    settings.RECOGNITION_BACKEND = request.param
+    manifest = Manifest.read(models_copy / active_key(models_copy))
+    path, _ = artifact_for(manifest, request.param)
+    assert path.is_file()
+    return path
+
+
+def _assert_model_unavailable(response, models_dir: Path) -> None:
+    """503, the stable code, a sentence that says how to fix it, and no server path."""
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "model_unavailable"
+    assert "prepare_model" in error["message"]
+    assert str(models_dir) not in error["message"]
 
 
 @pytest.mark.django_db
 def test_uploads_and_health_answer_503_while_the_model_artifact_is_missing_and_recover_once_it_is_back(
-    alice_api, client, models_copy, make_image, tmp_path
+    alice_api, client, models_copy, served_artifact, make_image, tmp_path
 ):
     assert _post_image(alice_api, make_image()).status_code == 201
     aside = tmp_path / "aside"
-    aside.mkdir()
-    for path in models_copy:
-        path.rename(aside / path.name)
+    served_artifact.rename(aside)
 
     response = _post_image(alice_api, make_image())
     health = client.get(HEALTH)
 
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "model_unavailable"
-    assert "prepare_model" in response.json()["error"]["message"]
+    _assert_model_unavailable(response, models_copy)
     assert health.status_code == 503 and health.json()["model_loaded"] is False
 
-    for path in models_copy:
-        (aside / path.name).rename(path)
+    aside.rename(served_artifact)
     assert _post_image(alice_api, make_image()).status_code == 201
     assert client.get(HEALTH).status_code == 200
     assert Upload.objects.count() == 2 and len(media_files()) == 2
@@ -71,24 +77,21 @@ def test_uploads_and_health_answer_503_while_the_model_artifact_is_missing_and_r
 
 @pytest.mark.django_db
 def test_a_corrupt_model_artifact_answers_503_and_the_restored_one_serves_again(
-    alice_api, client, models_copy, make_image, tmp_path
+    alice_api, client, models_copy, served_artifact, make_image
 ):
     assert _post_image(alice_api, make_image()).status_code == 201
-    originals = {path: path.read_bytes() for path in models_copy}
-    for path in models_copy:
-        path.write_bytes(originals[path][: len(originals[path]) // 2] + b"garbage")
+    original = served_artifact.read_bytes()
+    served_artifact.write_bytes(original[: len(original) // 2] + b"garbage")
 
     response = _post_image(alice_api, make_image())
 
-    assert response.status_code == 503
-    assert response.json()["error"]["message"].startswith("Image recognition is unavailable")
+    _assert_model_unavailable(response, models_copy)
     assert client.get(HEALTH).status_code == 503
     assert Upload.objects.count() == 1 and len(media_files()) == 1
 
-    for path, data in originals.items():
-        tmp = path.with_suffix(".restore")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    restoring = served_artifact.with_suffix(".restore")
+    restoring.write_bytes(original)
+    restoring.replace(served_artifact)
     assert _post_image(alice_api, make_image()).status_code == 201
     assert client.get(HEALTH).status_code == 200
 
