@@ -201,3 +201,11 @@ def _escaped(text: str) -> str:
     from django.utils.html import escape
 
     return str(escape(text))
+
+
+def test_the_api_schema_documents_every_status_an_upload_can_answer_with(client):
+    response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    documented = set(response.json()["paths"][API]["post"]["responses"])
+    answered = {str(case.status) for case in CASES.values()}
+    assert answered <= documented, answered - documented

@@ -134,7 +134,7 @@ class ClassificationCreateApi(APIView):
         responses={
             201: OutputSerializer,
             200: OutputSerializer,
-            **_errors(400, 401, 413, 415, 429, 503),
+            **_errors(400, 401, 413, 415, 429, 503, 507),
         },
     )
     def post(self, request: Request) -> Response:
@@ -185,7 +185,7 @@ class ClassificationListApi(APIView):
             ),
             TOP_K_PARAMETER,
         ],
-        responses={200: UploadOutputSerializer(many=True), **_errors(400, 401, 404)},
+        responses={200: UploadOutputSerializer(many=True), **_errors(400, 401, 404, 503)},
     )
     def get(self, request: Request) -> Response:
         filters = ClassificationListApi.FilterSerializer(data=request.query_params)
@@ -204,7 +204,7 @@ class ClassificationDetailApi(APIView):
         tags=[TAG],
         summary="One of your classifications",
         parameters=[TOP_K_PARAMETER],
-        responses={200: UploadOutputSerializer, **_errors(400, 401, 404)},
+        responses={200: UploadOutputSerializer, **_errors(400, 401, 404, 503)},
     )
     def get(self, request: Request, upload_id: int) -> Response:
         params = _TopKSerializer(data=request.query_params)
@@ -218,7 +218,7 @@ class ClassificationDeleteApi(APIView):
         tags=[TAG],
         summary="Delete one of your classifications",
         description="The image is deleted too once nobody refers to it any more.",
-        responses={204: None, **_errors(401, 404)},
+        responses={204: None, **_errors(401, 404, 503)},
     )
     def delete(self, request: Request, upload_id: int) -> Response:
         upload_delete(user=request.user, upload_id=upload_id)
