@@ -27,6 +27,8 @@ RUN SECRET_KEY=build-only python manage.py collectstatic --noinput --verbosity 0
 USER app
 VOLUME ["/data"]
 EXPOSE 8000
+# Asks /api/v1/health/ as production settings require of any request: a Host from
+# ALLOWED_HOSTS and, with HTTPS=1, X-Forwarded-Proto: https (scripts/healthcheck).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/api/v1/health/', timeout=4)"
+  CMD ["python", "/app/scripts/healthcheck"]
 CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py ensure_admin && exec gunicorn -c gunicorn.conf.py"]
