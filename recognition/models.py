@@ -52,6 +52,9 @@ class Classification(models.Model):
     model_version = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     inference_ms = models.FloatField()
+    # Whether the model ran custom (fine-tuned) weights, as its manifest said when it
+    # classified; None for classifications recorded before this was kept.
+    custom_weights = models.BooleanField(null=True)
     # Copies of the rank-1 prediction, so lists sort and show without a join.
     top_label = models.CharField(max_length=200)
     top_score = models.FloatField()

@@ -242,6 +242,7 @@ def _create_classification(stored: StoredImage, result: engine.Recognition) -> C
         stored_image=stored,
         model_name=result.model.name,
         model_version=result.model.version,
+        custom_weights=result.model.custom,
         inference_ms=max(result.inference_ms, 0.0),
         top_label=top.label,
         top_score=_probability(top.score),

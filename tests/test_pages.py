@@ -180,17 +180,38 @@ def test_the_detail_page_shows_the_image_predictions_model_and_file_facts(alice,
     assert f"/uploads/{upload.pk}/delete/" in html
 
 
-def test_the_detail_page_says_whether_the_model_ran_custom_weights(alice, alice_client, make_image):
+def test_the_detail_page_says_whether_the_model_ran_custom_weights_even_once_it_is_gone(
+    alice, alice_client, make_image
+):
     upload = upload_classify(user=alice, file=as_upload(make_image())).upload
     assert get_classifier().identity().custom  # the session's model: random weights
 
     shown = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
-    Classification.objects.filter(pk=upload.classification_id).update(model_version="retired0000")
+    mine = Classification.objects.filter(pk=upload.classification_id)
+    mine.update(model_version="retired0000")  # a model no longer prepared here
     retired = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    mine.update(custom_weights=False)
+    official = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
+    mine.update(custom_weights=None)  # recorded before this was kept
+    unknown = alice_client.get(f"/uploads/{upload.pk}/").content.decode()
 
     assert "<dt>Weights</dt><dd>Custom (fine-tuned)</dd>" in shown
     assert f"{upload.stored_image.sha256[:12]}…</code>" in shown
-    assert "<dt>Weights</dt>" not in retired  # a model no longer prepared: unknown
+    assert "<dt>Weights</dt><dd>Custom (fine-tuned)</dd>" in retired
+    assert "<dt>Weights</dt><dd>Official</dd>" in official
+    assert "<dt>Weights</dt>" not in unknown
+
+
+def test_the_detail_page_reads_no_model_manifest(alice, alice_client, make_image, monkeypatch):
+    from recognition.engine.artifact import Manifest
+
+    upload = upload_classify(user=alice, file=as_upload(make_image())).upload
+    Classification.objects.filter(pk=upload.classification_id).update(model_version="old000000000")
+    reads = []
+    monkeypatch.setattr(Manifest, "read", classmethod(lambda cls, d: reads.append(d)))
+
+    assert alice_client.get(f"/uploads/{upload.pk}/").status_code == 200
+    assert reads == []
 
 
 def test_the_image_and_thumbnail_are_served_to_their_owner(alice, alice_client, make_image):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -12,19 +11,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadedfile import UploadedFile
 from django.core.paginator import Paginator
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from .. import storage
 from ..configured_classifier import get_classifier
-from ..engine.artifact import ArtifactError, Manifest
 from ..engine.classifier import ModelUnavailable
 from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
 from ..errors import describe_error, too_large_message
 from ..forms import HistorySearchForm, UploadForm
-from ..models import Classification
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..throttling import throttle_uploads
 from ..services import (
@@ -145,25 +141,9 @@ def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "upload": upload,
         "predictions": predictions,
         "browser_formats": storage.BROWSER_FORMATS,
-        "custom_weights": _made_with_custom_weights(upload.classification),
+        "custom_weights": upload.classification.custom_weights,
     }
     return render(request, "recognition/detail.html", context)
-
-
-def _made_with_custom_weights(classification: Classification) -> bool | None:
-    """Whether the model behind a classification ran custom weights; None when that model
-    is no longer prepared on this server."""
-    name, version = classification.model_name, classification.model_version
-    try:
-        active = get_classifier().identity()
-    except ModelUnavailable:
-        active = None
-    if active is not None and (active.name, active.version) == (name, version):
-        return active.custom
-    try:
-        return Manifest.read(Path(settings.RECOGNITION_MODELS_DIR) / f"{name}-{version}").custom
-    except ArtifactError:
-        return None
 
 
 @login_required
