@@ -7,7 +7,7 @@ import pytest
 
 from recognition.models import Classification, StoredImage, Upload
 from recognition.services import upload_classify
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, media_files, set_prediction_label
 
 pytestmark = pytest.mark.django_db
 
@@ -18,14 +18,28 @@ CHANGELISTS = [
 ]
 
 
+RETIRED_VERSION = "retired0000"
+
+
 @pytest.fixture
 def uploads(alice, bob, make_image) -> list[Upload]:
+    """Alice and Bob share a "unicorn"; only Alice has a "griffin", classified by a model
+    version that is no longer the active one."""
     shared = make_image()
-    return [
+    made = [
         upload_classify(user=alice, file=as_upload(shared, "shared.jpg")).upload,
         upload_classify(user=bob, file=as_upload(shared, "bobs-copy.jpg")).upload,
         upload_classify(user=alice, file=as_upload(make_image(), "only-alice.jpg")).upload,
     ]
+    set_prediction_label(made[0], 1, "unicorn")
+    set_prediction_label(made[2], 1, "griffin")
+    Classification.objects.filter(pk=made[2].classification_id).update(model_version=RETIRED_VERSION)
+    return [Upload.objects.select_related("classification").get(pk=u.pk) for u in made]
+
+
+def _filenames(response) -> set[str]:
+    assert response.status_code == 200
+    return {u.original_filename for u in response.context["cl"].result_list}
 
 
 @pytest.mark.parametrize("url", CHANGELISTS)
@@ -53,15 +67,14 @@ def test_the_admin_thumbnail_is_for_staff_only(superuser_client, alice_client, u
 
 
 def test_uploads_show_their_user_and_filter_by_user_and_label(superuser_client, uploads, alice):
-    everyone = superuser_client.get("/admin/recognition/upload/").content.decode()
-    only_alice = superuser_client.get(f"/admin/recognition/upload/?user__id__exact={alice.pk}")
-    label = uploads[2].classification.top_label
-    by_label = superuser_client.get("/admin/recognition/upload/", {"classification__top_label": label})
+    def listed(**query) -> set[str]:
+        return _filenames(superuser_client.get("/admin/recognition/upload/", query))
 
-    assert "bobs-copy.jpg" in everyone and "only-alice.jpg" in everyone
-    assert {u.original_filename for u in only_alice.context["cl"].result_list} == {"shared.jpg", "only-alice.jpg"}
-    assert uploads[2] in by_label.context["cl"].result_list
-    assert all(u.classification.top_label == label for u in by_label.context["cl"].result_list)
+    assert listed() == {"shared.jpg", "bobs-copy.jpg", "only-alice.jpg"}
+    assert listed(user__id__exact=alice.pk) == {"shared.jpg", "only-alice.jpg"}
+    assert listed(classification__top_label="griffin") == {"only-alice.jpg"}
+    assert listed(classification__top_label="unicorn") == {"shared.jpg", "bobs-copy.jpg"}
+    assert listed(classification__model_version=RETIRED_VERSION) == {"only-alice.jpg"}
 
 
 def test_the_admin_searches_by_filename_hash_and_label(superuser_client, uploads):
@@ -71,16 +84,24 @@ def test_the_admin_searches_by_filename_hash_and_label(superuser_client, uploads
 
     assert found("bobs-copy") == {"bobs-copy.jpg"}
     assert found(uploads[2].stored_image.sha256) == {"only-alice.jpg"}
-    assert "only-alice.jpg" in found(uploads[2].classification.top_label)
+    assert found("GRIFF") == {"only-alice.jpg"}
+    assert found("unicorn") == {"shared.jpg", "bobs-copy.jpg"}
 
 
 def test_classifications_filter_by_model_version(superuser_client, uploads):
-    version = uploads[0].classification.model_version
+    active = uploads[0].classification
+    retired = uploads[2].classification
+    assert active.model_version != RETIRED_VERSION
 
-    response = superuser_client.get("/admin/recognition/classification/", {"model_version": version})
+    def listed(**query) -> set[int]:
+        response = superuser_client.get("/admin/recognition/classification/", query)
+        assert response.status_code == 200
+        return {c.pk for c in response.context["cl"].result_list}
 
-    assert response.status_code == 200
-    assert len(response.context["cl"].result_list) == Classification.objects.count() == 2
+    assert listed() == {active.pk, retired.pk}
+    assert listed(model_version=active.model_version) == {active.pk}
+    assert listed(model_version=RETIRED_VERSION) == {retired.pk}
+    assert listed(top_label="griffin") == {retired.pk}
 
 
 def test_predictions_are_read_only(superuser_client, uploads):

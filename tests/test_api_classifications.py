@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from recognition.configured_classifier import get_classifier
 from recognition.models import Classification, StoredImage, Upload
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, media_files, set_prediction_label
 
 pytestmark = pytest.mark.django_db
 
@@ -127,15 +127,25 @@ def test_the_list_is_paginated(alice_api, make_image):
     assert alice_api.get(URL, {"page_size": 2, "page": 4}).status_code == 404
 
 
-def test_the_list_filters_by_label(alice_api, make_image):
-    bodies = [post_image(alice_api, make_image()).json() for _ in range(3)]
-    label = bodies[0]["predictions"][0]["label"]
-    expected = {b["id"] for b in bodies if label in [p["label"] for p in b["predictions"]]}
+def test_the_list_filters_by_any_of_the_top_three_labels_in_part_and_in_any_case(
+    alice_api, bob_api, make_image
+):
+    top, third, fourth, other = (
+        Upload.objects.get(pk=post_image(alice_api, make_image()).json()["id"]) for _ in range(4)
+    )
+    bobs = Upload.objects.get(pk=post_image(bob_api, make_image()).json()["id"])
+    set_prediction_label(top, 1, "unicorn")
+    set_prediction_label(third, 3, "baby unicorn")
+    set_prediction_label(fourth, 4, "unicorn")  # beyond what a user is shown: not searched
+    set_prediction_label(other, 1, "griffin")
+    set_prediction_label(bobs, 1, "unicorn")
 
-    response = alice_api.get(URL, {"label": label.upper()})
+    response = alice_api.get(URL, {"label": "UNICORN"})
 
     assert response.status_code == 200
-    assert {item["id"] for item in response.json()["results"]} == expected
+    assert response.json()["count"] == 2
+    assert {item["id"] for item in response.json()["results"]} == {top.pk, third.pk}
+    assert [item["id"] for item in alice_api.get(URL, {"label": "riff"}).json()["results"]] == [other.pk]
     assert alice_api.get(URL, {"label": "no such label anywhere"}).json()["count"] == 0
 
 

@@ -10,7 +10,7 @@ from django.test import Client
 from recognition.configured_classifier import get_classifier
 from recognition.models import Classification, Upload
 from recognition.services import upload_classify
-from tests.web_fixtures import PASSWORD, as_upload, media_files
+from tests.web_fixtures import PASSWORD, as_upload, media_files, set_prediction_label
 
 pytestmark = pytest.mark.django_db
 
@@ -127,16 +127,26 @@ def test_history_shows_the_users_uploads_newest_first(alice, alice_client, make_
         assert f"/uploads/{upload.pk}/thumbnail" in html
 
 
-def test_history_searches_by_label(alice, alice_client, make_image):
-    uploads = [upload_classify(user=alice, file=as_upload(make_image(), f"{n}.jpg")).upload for n in range(4)]
-    label = uploads[0].classification.top_label
-    matching = {u.pk for u in uploads if label in [p.label for p in u.classification.predictions.all()[:3]]}
+def test_history_searches_the_top_three_labels_in_part_and_in_any_case(
+    alice, bob, alice_client, make_image
+):
+    top, third, fourth, other = (
+        upload_classify(user=alice, file=as_upload(make_image(), f"{name}.jpg")).upload
+        for name in ("top", "third", "fourth", "other")
+    )
+    bobs = upload_classify(user=bob, file=as_upload(make_image(), "bobs.jpg")).upload
+    set_prediction_label(top, 1, "unicorn")
+    set_prediction_label(third, 3, "baby unicorn")
+    set_prediction_label(fourth, 4, "unicorn")  # shown to nobody: not searched
+    set_prediction_label(other, 1, "griffin")
+    set_prediction_label(bobs, 1, "unicorn")
 
-    response = alice_client.get("/history/", {"q": label.upper()})
+    def found(query: str) -> set[str]:
+        response = alice_client.get("/history/", {"q": query})
+        return {u.original_filename for u in response.context["page"].object_list}
 
-    found = {u.pk for u in response.context["page"].object_list}
-    assert found == matching
-    assert uploads[0].pk in found
+    assert found("UNICORN") == {"top.jpg", "third.jpg"}
+    assert found("riff") == {"other.jpg"}
     html = alice_client.get("/history/", {"q": "zzz no such label"}).content.decode()
     assert "None of your uploads has a label matching" in html
 
@@ -203,7 +213,7 @@ def test_the_detail_page_says_whether_the_model_ran_custom_weights_even_once_it_
 
 
 def test_the_detail_page_reads_no_model_manifest(alice, alice_client, make_image, monkeypatch):
-    from recognition.engine.artifact import Manifest
+    from recognition.engine.manifest import Manifest
 
     upload = upload_classify(user=alice, file=as_upload(make_image())).upload
     Classification.objects.filter(pk=upload.classification_id).update(model_version="old000000000")

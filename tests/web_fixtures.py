@@ -175,6 +175,15 @@ def assert_nothing_written() -> None:
     assert not media_files()
 
 
+def set_prediction_label(upload: Upload, rank: int, label: str) -> None:
+    """Give an upload's prediction at `rank` a known label (its top_label too at rank 1),
+    so filters and searches have answers known in advance, not recomputed. Pick labels
+    no ImageNet category contains ("unicorn", "griffin"): the other ranks keep theirs."""
+    Prediction.objects.filter(classification_id=upload.classification_id, rank=rank).update(label=label)
+    if rank == 1:
+        Classification.objects.filter(pk=upload.classification_id).update(top_label=label)
+
+
 def patch_every_classifier(monkeypatch, wrap) -> None:
     """Replace classify() on both classifier kinds (batching or not) with wrap(real)."""
     for kind in (Classifier, BatchingClassifier):
