@@ -49,7 +49,8 @@ sys.path.insert(0, str(REPO))
 from bench.photos import real_pictures, varied_pictures  # noqa: E402
 from bench.timing import Runner, alternating_latencies, speed  # noqa: E402
 from recognition.engine import quantize  # noqa: E402
-from recognition.engine.artifact import Manifest, onnx_session  # noqa: E402
+from recognition.engine.artifact import onnx_session
+from recognition.engine.manifest import Manifest
 from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
 from recognition.engine.images import decode_image  # noqa: E402
 from recognition.engine.prepare import prepare  # noqa: E402

@@ -25,7 +25,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from recognition.engine.artifact import Manifest
+from recognition.engine.manifest import Manifest
 from recognition.engine.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.engine.artifact import MAX_ABS_DIFF, Manifest, active_key
+from recognition.engine.artifact import MAX_ABS_DIFF
+from recognition.engine.manifest import Manifest
+from recognition.engine.model_store import active_key
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.classifier import Classifier, ModelUnavailable
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from recognition.engine.artifact import Manifest, active_key
+from recognition.engine.manifest import Manifest
+from recognition.engine.model_store import active_key
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.prepare import prepare
 from recognition.engine.classifier import Classifier, ModelUnavailable

@@ -21,14 +21,8 @@ from PIL import Image
 
 from recognition.configured_classifier import get_classifier
 from recognition.engine import quantize
-from recognition.engine.artifact import (
-    ARTIFACT_NAME,
-    MANIFEST_NAME,
-    ArtifactError,
-    Manifest,
-    active_key,
-    load_active_manifest,
-)
+from recognition.engine.manifest import ARTIFACT_NAME, MANIFEST_NAME, ArtifactError, Manifest
+from recognition.engine.model_store import active_key, load_active_manifest
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessor
 from recognition.engine.classifier import Classifier, ModelUnavailable

@@ -17,7 +17,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from recognition.engine.artifact import active_key
+from recognition.engine.model_store import active_key
 from recognition.engine.prepare import PrepareOutcome, prepare
 from recognition.engine.classifier import Classifier
 from recognition.engine.specs import RESNET18, ModelSpec, WeightsSource

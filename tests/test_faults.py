@@ -17,7 +17,8 @@ import pytest
 from django.db import connection
 
 from recognition import storage
-from recognition.engine.artifact import Manifest, active_key
+from recognition.engine.manifest import Manifest
+from recognition.engine.model_store import active_key
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.models import StoredImage, Upload
 from tests.helpers import REPO

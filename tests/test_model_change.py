@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from recognition.engine import artifact
+from recognition.engine import model_store
 from recognition.engine.prepare import prepare
 from recognition.models import Classification
 from recognition.services import upload_classify
@@ -22,7 +22,7 @@ def two_models_dir(tmp_path_factory, prepared_models_dir):
     """The session's model plus a second one with other random weights."""
     models_dir = tmp_path_factory.mktemp("two-models") / "models"
     shutil.copytree(prepared_models_dir, models_dir)
-    first = artifact.active_key(models_dir)
+    first = model_store.active_key(models_dir)
     torch.manual_seed(99)
     weights = models_dir.parent / "other-weights.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
@@ -36,12 +36,12 @@ def test_a_new_model_version_classifies_a_known_image_again_and_keeps_the_old_re
 ):
     models_dir, first, second = two_models_dir
     settings.RECOGNITION_MODELS_DIR = models_dir
-    artifact.activate(models_dir, first)
+    model_store.activate(models_dir, first)
     data = make_image()
     before = upload_classify(user=alice, file=as_upload(data))
     bobs_before = upload_classify(user=bob, file=as_upload(data))
 
-    artifact.activate(models_dir, second)
+    model_store.activate(models_dir, second)
     after = upload_classify(user=alice, file=as_upload(data))
 
     old, new = before.upload.classification, after.upload.classification
@@ -64,7 +64,7 @@ def test_the_second_upload_under_the_new_model_reuses_its_classification(
 ):
     models_dir, first, second = two_models_dir
     settings.RECOGNITION_MODELS_DIR = models_dir
-    artifact.activate(models_dir, second)
+    model_store.activate(models_dir, second)
     data = make_image()
     alices = upload_classify(user=alice, file=as_upload(data))
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-from .artifact import Manifest, load_for_inference, onnx_session, sha256_file
+from .artifact import load_for_inference, onnx_session
+from .manifest import Manifest
+from .weights import sha256_file
 
 TORCHSCRIPT = "torchscript"
 ONNXRUNTIME = "onnxruntime"

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .artifact import ACTIVE_POINTER, ArtifactError, Manifest, load_active_manifest
+from .manifest import ArtifactError, Manifest
+from .model_store import ACTIVE_POINTER, load_active_manifest
 from .backends import DEFAULT_BACKEND, BackendError, Runner, artifact_for, load_runner
 from .preprocess import Preprocessor
 

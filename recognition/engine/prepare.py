@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifact
-from .artifact import Manifest
+from . import artifact, model_store
+from .manifest import Manifest, model_version
 from .specs import CUSTOM_ARCHITECTURE, OFFLINE_FALLBACK, ModelSpec, get_spec
 from .weights import (
     VerifiedWeights,
@@ -94,13 +94,13 @@ def _build(
     custom: bool,
     log: Callable[[str], None],
 ) -> PrepareOutcome:
-    version = artifact.model_version(spec.name, weights.sha256, categories, spec.preprocessing)
+    version = model_version(spec.name, weights.sha256, categories, spec.preprocessing)
     key = f"{spec.name}-{version}"
-    was_active = artifact.active_key(models_dir) == key
-    existing = artifact.find_prepared(models_dir, key)
+    was_active = model_store.active_key(models_dir) == key
+    existing = model_store.find_prepared(models_dir, key)
     if existing is not None:
         if not was_active:
-            artifact.activate(models_dir, key)
+            model_store.activate(models_dir, key)
         return PrepareOutcome(existing, built=False, was_active=was_active)
 
     log(f"Building {spec.name} from {weights.path} (SHA-256 {weights.sha256}) ...")
@@ -125,5 +125,5 @@ def _build(
         categories=categories,
         preprocessing=spec.preprocessing,
     )
-    artifact.activate(models_dir, key)
+    model_store.activate(models_dir, key)
     return PrepareOutcome(manifest, built=True, was_active=was_active)

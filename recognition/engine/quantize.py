@@ -49,8 +49,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image, ImageDraw
 
-from . import artifact
-from .artifact import ONNX_NAME, QUANTIZED_SUFFIX, ArtifactError, Manifest, onnx_session
+from . import model_store
+from .artifact import onnx_session
+from .manifest import ONNX_NAME, QUANTIZED_SUFFIX, ArtifactError, Manifest
 from .preprocess import Preprocessor
 from .weights import sha256_file
 
@@ -72,7 +73,7 @@ def int8_key(fp32: Manifest) -> str:
 
 def find_int8(models_dir: Path, fp32: Manifest) -> Manifest | None:
     """The intact int8 version of `fp32`, if it was quantized already."""
-    return artifact.find_prepared(models_dir, int8_key(fp32))
+    return model_store.find_prepared(models_dir, int8_key(fp32))
 
 
 def may_be_default(manifest: Manifest) -> bool:
@@ -88,7 +89,7 @@ def activate_int8(models_dir: Path, manifest: Manifest) -> None:
             f"{DEFAULT_AGREEMENT:.0%} an active model needs; it stays selectable with "
             f"RECOGNITION_MODEL={manifest.key}."
         )
-    artifact.activate(models_dir, manifest.key)
+    model_store.activate(models_dir, manifest.key)
 
 
 def quantize(
@@ -128,7 +129,7 @@ def quantize(
             top1_agreement=agreement,
         )
         manifest.write_to(staging)
-        artifact.install(staging, models_dir / key)
+        model_store.install(staging, models_dir / key)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 
 def fill_from_manifests(apps, schema_editor):
-    from recognition.engine.artifact import ArtifactError, Manifest
+    from recognition.engine.manifest import ArtifactError, Manifest
 
     Classification = apps.get_model("recognition", "Classification")
     versions = Classification.objects.values_list("model_name", "model_version").distinct()

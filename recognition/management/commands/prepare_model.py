@@ -3,8 +3,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from recognition.engine import artifact, quantize
-from recognition.engine.artifact import ArtifactError, Manifest
+from recognition.engine import model_store, quantize
+from recognition.engine.manifest import ArtifactError, Manifest
 from recognition.engine.prepare import prepare
 from recognition.engine.specs import DEFAULT_MODEL, OFFLINE_FALLBACK, SPECS
 from recognition.engine.weights import WeightsError
@@ -102,13 +102,13 @@ class Command(BaseCommand):
             )
         return (
             f"{report} Serve it with RECOGNITION_MODEL={int8.key}; "
-            f"the active model is still {artifact.active_key(models_dir)}."
+            f"the active model is still {model_store.active_key(models_dir)}."
         )
 
 
 def _active_fp32(models_dir: Path) -> Manifest:
     """The active model, or the fp32 model it was quantized from."""
-    active = artifact.load_active_manifest(models_dir)
+    active = model_store.load_active_manifest(models_dir)
     if active.quantized_from:
         return Manifest.read(models_dir / active.quantized_from)
     return active
