@@ -66,9 +66,10 @@ def upload_classify(
 ) -> UploadOutcome:
     """Store and classify an uploaded image, or reuse what is known about the same bytes.
 
-    Raises UploadTooLarge, engine.images.ImageRejected, engine.classifier.ModelUnavailable or
-    StorageFailed (each carries its status, code and message: see errors.py); after any failure nothing new is left in the database or under
-    MEDIA_ROOT (but for a file whose database vanished mid-upload: see cleanup_orphans).
+    Raises UploadTooLarge, engine.images.ImageRejected, engine.classifier.ModelUnavailable
+    or StorageFailed, each with its status, code and message (errors.py). After any
+    failure nothing new is left in the database or under MEDIA_ROOT (but for a file whose
+    database vanished mid-upload: see cleanup_orphans).
     """
     if not 1 <= top_k <= MAX_TOP_K:
         raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
@@ -125,6 +126,36 @@ def _read_within_limit(file: File) -> bytes:
 def _upload_once(
     user: AbstractBaseUser, data: bytes, sha256: str, filename: str
 ) -> tuple[Upload, bool]:
+    recognised = _recognise_unless_known(data, sha256)
+    path = storage.media_path(recognised.facts.path)
+    wrote = _write_image(path, data)  # the file first: a row never points at nothing
+    try:
+        upload, duplicate = _record(user, recognised, filename)
+    except BaseException:
+        if wrote and not _is_referenced(sha256):
+            storage.remove_quietly(path)
+        raise
+    # A concurrent delete of the last other upload may have removed the file meanwhile.
+    # The rows are committed by now: a failure here must not claim nothing was saved.
+    try:
+        storage.write_if_missing(path, data)
+    except OSError as exc:
+        # The next upload of these bytes writes it again; cleanup_orphans reports it.
+        logger.error("Image %s is recorded but could not be rewritten: %s", sha256, exc)
+    return upload, duplicate
+
+
+@dataclass(frozen=True)
+class _Recognised:
+    facts: _ImageFacts
+    model: engine.ModelIdentity
+    result: engine.Recognition | None  # None: this model's classification is stored
+    new_image: bool  # no row had these bytes when we looked
+
+
+def _recognise_unless_known(data: bytes, sha256: str) -> _Recognised:
+    """What is known of these bytes, decoding and classifying them only if the active
+    model has not classified them before."""
     classifier = get_classifier()
     stored = StoredImage.objects.filter(sha256=sha256).first()
     decoded = None
@@ -142,7 +173,6 @@ def _upload_once(
         facts = _ImageFacts(
             sha256, stored.path, stored.width, stored.height, stored.format, stored.byte_size
         )
-
     model = classifier.identity()
     known = stored is not None and Classification.objects.filter(
         stored_image=stored, model_name=model.name, model_version=model.version
@@ -153,32 +183,23 @@ def _upload_once(
         decoded = decoded or _decode_upload(data, classifier)
         [result] = classifier.classify([decoded.image], top_k=MAX_TOP_K)
         model = result.model
+    return _Recognised(facts, model, result, new_image=stored is None)
 
-    path = storage.media_path(facts.path)
-    wrote = _write_image(path, data)
-    try:
-        with transaction.atomic():
-            stored, created = _get_or_create_stored_image(facts, probably_new=decoded is not None)
-            if created and result is not None:
-                # No other transaction can see the new image yet, so no classification or
-                # upload of it can exist: plain inserts, no look-ups, no savepoints.
-                classification = _create_classification(stored, result)
-                upload, duplicate = _create_upload(user, stored, classification, filename), False
-            else:
-                classification = _get_or_create_classification(stored, model, result)
-                upload, duplicate = _create_or_touch_upload(user, stored, classification, filename)
-    except BaseException:
-        if wrote and not _is_referenced(sha256):
-            storage.remove_quietly(path)
-        raise
-    # A concurrent delete of the last other upload may have removed the file meanwhile.
-    # The rows are committed by now: a failure here must not claim nothing was saved.
-    try:
-        storage.write_if_missing(path, data)
-    except OSError as exc:
-        # The next upload of these bytes writes it again; cleanup_orphans reports it.
-        logger.error("Image %s is recorded but could not be rewritten: %s", sha256, exc)
-    return upload, duplicate
+
+def _record(user: AbstractBaseUser, recognised: _Recognised, filename: str) -> tuple[Upload, bool]:
+    """The image, its classification and the user's upload, in one transaction."""
+    result = recognised.result
+    with transaction.atomic():
+        stored, created = _get_or_create_stored_image(
+            recognised.facts, probably_new=recognised.new_image
+        )
+        if created and result is not None:
+            # No other transaction can see the new image yet, so no classification or
+            # upload of it can exist: plain inserts, no look-ups, no savepoints.
+            classification = _create_classification(stored, result)
+            return _create_upload(user, stored, classification, filename), False
+        classification = _get_or_create_classification(stored, recognised.model, result)
+        return _create_or_touch_upload(user, stored, classification, filename)
 
 
 def _decode_upload(data: bytes, classifier: engine.Classifier) -> DecodedImage:
