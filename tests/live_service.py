@@ -132,11 +132,14 @@ class LiveServer:
 
 
 @contextmanager
-def gunicorn(data: LiveData, *, workers: int = 2, threads: int = 4) -> Iterator[LiveServer]:
-    """gunicorn.conf.py serving `data` on 127.0.0.1; killed, with its workers, at the end."""
+def gunicorn(
+    data: LiveData, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """gunicorn.conf.py serving `data` on 127.0.0.1, with `env` added to the data's
+    environment; killed, with its workers, at the end."""
     port = free_port()
     env = {**data.env, "HOST": "127.0.0.1", "PORT": str(port),
-           "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads)}
+           "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), **(env or {})}
     log = data.data_dir / "gunicorn.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
@@ -193,19 +196,29 @@ def request(
         connection.close()
 
 
-def upload(server: LiveServer, token: str, data: bytes, filename: str, *, timeout: float = 120) -> tuple[int, dict]:
-    """POST an image to the API as multipart/form-data; the status and the JSON body."""
+UPLOAD_PATH = "/api/v1/classifications/"
+
+
+def multipart_image(data: bytes, filename: str) -> tuple[bytes, str]:
+    """An API upload's body, multipart/form-data with one "image" part; and its type."""
     boundary = uuid.uuid4().hex
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def upload(
+    server: LiveServer, token: str, data: bytes, filename: str, *, timeout: float = 120,
+    path: str = UPLOAD_PATH,
+) -> tuple[int, dict]:
+    """POST an image to the API (at `path`, which may carry a query string to tell
+    requests apart in the access log); the status and the JSON body."""
+    body, content_type = multipart_image(data, filename)
     status, content = request(
-        server, "POST", "/api/v1/classifications/", body=body, timeout=timeout,
-        headers={
-            "Authorization": f"Token {token}",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-        },
+        server, "POST", path, body=body, timeout=timeout,
+        headers={"Authorization": f"Token {token}", "Content-Type": content_type},
     )
     try:
         return status, json.loads(content)

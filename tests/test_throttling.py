@@ -4,6 +4,10 @@ IP and per username; each answers 429 with Retry-After. The cache is fresh per t
 
 from __future__ import annotations
 
+import http.client
+import re
+import socket
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
@@ -12,6 +16,7 @@ from classifier_site import settings as site_settings
 from classifier_site.settings import envrate
 from recognition import services
 from recognition.models import Upload
+from tests.live_service import UPLOAD_PATH, gunicorn, live_data, multipart_image, upload
 from tests.web_fixtures import PASSWORD, as_upload, image_bytes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
@@ -231,13 +236,6 @@ def test_the_default_limits_are_thirty_a_minute_a_thousand_a_day_and_ten_logins(
     assert site_settings.RECOGNITION_LOGIN_RATE == "10/min"
 
 
-def test_the_counters_live_in_a_cache_every_worker_shares():
-    cache = site_settings.CACHES["default"]
-
-    assert cache["BACKEND"] == "django.core.cache.backends.filebased.FileBasedCache"
-    assert cache["LOCATION"].startswith(str(site_settings.DATA_DIR))
-
-
 @pytest.mark.parametrize("value", ["5/hour", "1/s", "200/day", "30/min"])
 def test_a_rate_is_read_from_the_environment(monkeypatch, value):
     monkeypatch.setenv("RECOGNITION_UPLOAD_RATE_BURST", value)
@@ -251,3 +249,62 @@ def test_a_bad_rate_stops_the_service_from_starting(monkeypatch, value):
 
     with pytest.raises(ImproperlyConfigured, match="RECOGNITION_UPLOAD_RATE_BURST must be a rate"):
         envrate("RECOGNITION_UPLOAD_RATE_BURST", "30/min")
+
+
+# --- Two worker processes ----------------------------------------------------------
+
+CREATE_TOKEN = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+print(Token.objects.create(user=get_user_model().objects.create_user("alice")).key)
+"""
+
+
+@pytest.mark.slow
+def test_two_gunicorn_workers_count_one_users_uploads_against_one_limit(
+    tmp_path, prepared_models_dir
+):
+    """Sync workers (one thread each) take one connection at a time. A request whose
+    headers stop half-way holds the worker that accepted it (the first connection in the
+    queue), so every later upload is served by the other worker; then the held request is
+    completed. With one shared counter it is the fourth upload against a limit of three
+    and is refused; with a counter per process it would be its worker's first, and pass."""
+    limit = 3
+    with live_data(tmp_path, prepared_models_dir) as data:
+        token = data.run(CREATE_TOKEN).strip()
+        env = {
+            "RECOGNITION_UPLOAD_RATE_BURST": f"{limit}/hour",  # an hour: no window runs out
+            "GUNICORN_TIMEOUT": "0",  # the held worker sends no heartbeat while it waits
+            "GUNICORN_ACCESS_LOG": "-",
+            "GUNICORN_CMD_ARGS": "--access-logformat 'served %(p)s %(r)s %(s)s'",
+        }
+        with gunicorn(data, workers=2, threads=1, env=env) as server:
+            workers = set(server.worker_pids())
+            body, content_type = multipart_image(image_bytes(seed=7000), "held.jpg")
+            held = socket.create_connection((server.host, server.port), timeout=300)
+            try:
+                held.sendall(f"POST {UPLOAD_PATH}?probe=held HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
+                others = [
+                    upload(server, token, image_bytes(seed=7001 + n), f"{n}.jpg",
+                           path=f"{UPLOAD_PATH}?probe={n}", timeout=300)[0]
+                    for n in range(limit + 2)
+                ]
+                held.sendall(
+                    f"Authorization: Token {token}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+                )
+                response = http.client.HTTPResponse(held)
+                response.begin()
+                held_status, held_body = response.status, response.read()
+            finally:
+                held.close()
+        log = server.log.read_text()
+    served_by = {probe: int(pid) for pid, probe in re.findall(r"served <(\d+)> POST \S+\?probe=(\w+) ", log)}
+
+    assert len(workers) == 2
+    others_by = {served_by[str(n)] for n in range(limit + 2)}
+    assert served_by["held"] in workers and others_by <= workers
+    assert others_by == workers - {served_by["held"]}  # two processes served the uploads
+    assert others == [201] * limit + [429] * 2
+    assert held_status == 429, held_body[:300]
+    assert b'"throttled"' in held_body
