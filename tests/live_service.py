@@ -133,10 +133,13 @@ class LiveServer:
 
 @contextmanager
 def gunicorn(
-    data: LiveData, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None
+    data: LiveData, *, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None,
+    probe_headers: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     """gunicorn.conf.py serving `data` on 127.0.0.1, with `env` added to the data's
-    environment; killed, with its workers, at the end."""
+    environment; killed, with its workers, at the end. The start-up health probe sends
+    `probe_headers` (production settings want a known Host and, with HTTPS=1, the
+    proxy's X-Forwarded-Proto)."""
     port = free_port()
     env = {**data.env, "HOST": "127.0.0.1", "PORT": str(port),
            "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": str(threads), **(env or {})}
@@ -149,19 +152,19 @@ def gunicorn(
         )
     server = LiveServer("127.0.0.1", port, process, log)
     try:
-        _wait_until_healthy(server, timeout=120)
+        _wait_until_healthy(server, probe_headers or {}, timeout=120)
         yield server
     finally:
         _stop(process)
 
 
-def _wait_until_healthy(server: LiveServer, *, timeout: float) -> None:
+def _wait_until_healthy(server: LiveServer, headers: dict[str, str], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"gunicorn exited:\n{server.log.read_text()[-3000:]}")
         try:
-            status, _ = request(server, "GET", "/api/v1/health/", timeout=5)
+            status, _ = request(server, "GET", "/api/v1/health/", headers=headers, timeout=5)
             if status == 200:
                 return
         except OSError:
@@ -183,17 +186,33 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=15)
 
 
-def request(
+@dataclass(frozen=True)
+class LiveResponse:
+    status: int
+    headers: http.client.HTTPMessage  # get_all("Set-Cookie") for repeated headers
+    body: bytes
+
+
+def fetch(
     server: LiveServer, method: str, path: str, *, body: bytes | None = None,
     headers: dict[str, str] | None = None, timeout: float = 120,
-) -> tuple[int, bytes]:
+) -> LiveResponse:
+    """One request on a fresh connection (a "Host" in `headers` replaces the default)."""
     connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
-        return response.status, response.read()
+        return LiveResponse(response.status, response.headers, response.read())
     finally:
         connection.close()
+
+
+def request(
+    server: LiveServer, method: str, path: str, *, body: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout: float = 120,
+) -> tuple[int, bytes]:
+    response = fetch(server, method, path, body=body, headers=headers, timeout=timeout)
+    return response.status, response.body
 
 
 UPLOAD_PATH = "/api/v1/classifications/"

@@ -7,13 +7,12 @@ The matrix is checked against the URLconf itself, so a new URL without a row her
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 import re
 import secrets
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Iterator
+from http.cookies import Morsel, SimpleCookie
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -24,6 +23,7 @@ from rest_framework.authtoken.models import Token
 from recognition.middleware import CONTENT_SECURITY_POLICY
 from recognition.models import Upload
 from recognition.services import upload_classify
+from tests.live_service import LiveData, LiveResponse, LiveServer, fetch, gunicorn, live_data
 from tests.web_fixtures import PASSWORD, as_upload, image_bytes, media_files
 
 # Four users per test: PBKDF2's deliberate slowness would dominate the matrix.
@@ -31,7 +31,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hash
 
 ROLES = ("anonymous", "owner", "other", "admin")
 LOGIN = "/accounts/login/"
-BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def url_names() -> dict[str, str]:
@@ -317,79 +316,89 @@ def test_the_docs_page_loads_its_script_from_this_server_under_the_policy():
     assert any("script" in url and "/api/v1/docs/" in url for url in script_urls)
 
 
-@pytest.fixture(scope="module")
-def production(tmp_path_factory) -> dict:
-    """A separate process with production-like environment variables: its settings, the
-    headers and cookies of a real response, and `check --deploy`."""
-    data_dir = tmp_path_factory.mktemp("production")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "classifier_site.settings",
-        "SECRET_KEY": secrets.token_urlsafe(60),
-        "HTTPS": "1",
-        "ALLOWED_HOSTS": "example.org",
-        "DEBUG": "0",
-        "RECOGNITION_DATA_DIR": str(data_dir),
-    }
-    probe = """
-import json, django
-django.setup()
-from django.conf import settings
-from django.test import Client
-from django.test.utils import setup_test_environment
-setup_test_environment()
-secure = Client(HTTP_HOST="example.org").get("/accounts/login/", secure=True)
-plain = Client(HTTP_HOST="example.org").get("/accounts/login/")
-csrf = secure.cookies["csrftoken"]
-print(json.dumps({
-    "secure_headers": dict(secure.headers),
-    "secure_status": secure.status_code,
-    "plain_status": plain.status_code,
-    "plain_location": plain.get("Location"),
-    "csrf_cookie": {"secure": bool(csrf["secure"]), "samesite": csrf["samesite"]},
-    "session_cookie": {
-        "secure": settings.SESSION_COOKIE_SECURE,
-        "httponly": settings.SESSION_COOKIE_HTTPONLY,
-        "samesite": settings.SESSION_COOKIE_SAMESITE,
-    },
-}))
+# --- Production -------------------------------------------------------------------------
+
+# What a reverse proxy terminating TLS sends on: the public name, and that it was https.
+HOST = "example.org"
+VIA_PROXY = {"Host": HOST, "X-Forwarded-Proto": "https"}
+
+CREATE_ALICE = """
+import sys
+from django.contrib.auth import get_user_model
+get_user_model().objects.create_user("alice", password=sys.argv[1])
 """
-    probed = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert probed.returncode == 0, probed.stderr
-    check = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy"],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return {**json.loads(probed.stdout.strip().splitlines()[-1]), "check": check}
 
 
+@dataclasses.dataclass(frozen=True)
+class Production:
+    data: LiveData
+    server: LiveServer
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory, prepared_models_dir) -> Iterator[Production]:
+    """The service as production runs it: gunicorn behind a TLS proxy (HTTPS=1,
+    BEHIND_PROXY=1), DEBUG off, a real secret, one allowed host; Alice can log in."""
+    with live_data(tmp_path_factory.mktemp("production"), prepared_models_dir) as data:
+        data = dataclasses.replace(data, env={
+            **data.env,
+            "SECRET_KEY": secrets.token_urlsafe(60),
+            "HTTPS": "1",
+            "BEHIND_PROXY": "1",
+            "ALLOWED_HOSTS": HOST,
+            "DEBUG": "0",
+        })
+        data.run(CREATE_ALICE, PASSWORD)
+        with gunicorn(data, workers=1, threads=2, probe_headers=VIA_PROXY) as server:
+            yield Production(data, server)
+
+
+def cookies_set(response: LiveResponse) -> dict[str, Morsel]:
+    """Each Set-Cookie header of a real response, parsed: name -> its attributes."""
+    jar = SimpleCookie()
+    for header in response.headers.get_all("Set-Cookie") or []:
+        jar.load(header)
+    return dict(jar)
+
+
+def log_in_through_the_form(server: LiveServer) -> tuple[LiveResponse, LiveResponse]:
+    """GET the login page and POST its form with the CSRF cookie and token, as a browser
+    on https://example.org does; both responses."""
+    page = fetch(server, "GET", LOGIN, headers=VIA_PROXY)
+    csrf = cookies_set(page)["csrftoken"].value
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.body.decode())[1]
+    form = urlencode({"csrfmiddlewaretoken": token, "username": "alice", "password": PASSWORD})
+    logged_in = fetch(server, "POST", LOGIN, body=form.encode(), headers={
+        **VIA_PROXY,
+        "Cookie": f"csrftoken={csrf}",
+        "Origin": f"https://{HOST}",
+        "Referer": f"https://{HOST}{LOGIN}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    })
+    return page, logged_in
+
+
+@pytest.mark.slow
 def test_production_settings_pass_djangos_deploy_check(production):
-    check = production["check"]
+    out = production.data.manage("check", "--deploy")
 
-    assert check.returncode == 0, check.stderr
-    assert "System check identified no issues" in check.stdout
+    assert "System check identified no issues" in out
 
 
+@pytest.mark.slow
 def test_production_sends_plain_http_to_https(production):
-    assert production["plain_status"] == 301
-    assert production["plain_location"] == "https://example.org/accounts/login/"
+    response = fetch(production.server, "GET", LOGIN, headers={"Host": HOST})
+
+    assert response.status == 301
+    assert response.headers["Location"] == f"https://{HOST}{LOGIN}"
 
 
+@pytest.mark.slow
 def test_production_responses_carry_the_security_headers(production):
-    headers = production["secure_headers"]
+    response = fetch(production.server, "GET", LOGIN, headers=VIA_PROXY)
+    headers = response.headers
 
-    assert production["secure_status"] == 200
+    assert response.status == 200
     assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
@@ -398,6 +407,18 @@ def test_production_responses_carry_the_security_headers(production):
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
+@pytest.mark.slow
 def test_production_cookies_are_secure_and_the_session_cookie_is_hidden_from_scripts(production):
-    assert production["csrf_cookie"]["secure"] is True
-    assert production["session_cookie"] == {"secure": True, "httponly": True, "samesite": "Lax"}
+    page, logged_in = log_in_through_the_form(production.server)
+    session = cookies_set(logged_in)["sessionid"]
+    csrf_cookies = [cookies_set(page)["csrftoken"], cookies_set(logged_in)["csrftoken"]]
+    home = fetch(production.server, "GET", "/", headers={
+        **VIA_PROXY, "Cookie": f"sessionid={session.value}",
+    })
+
+    assert page.status == 200
+    assert (logged_in.status, logged_in.headers["Location"]) == (302, "/")
+    assert home.status == 200  # the cookie is a real, logged-in session
+    assert (session["secure"], session["httponly"], session["samesite"]) == (True, True, "Lax")
+    for csrf in csrf_cookies:  # set on the form, rotated at login
+        assert (csrf["secure"], csrf["samesite"]) == (True, "Lax")
