@@ -4,25 +4,34 @@ same service as the users' own."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timezone import localtime
 
 from .models import Classification, Prediction, StoredImage, Upload
 from .services import upload_delete
+from .templatetags.recognition import milliseconds, percent
 from .views.media import stored_image_thumbnail_response
 
+# Lists stay within a 1280 px screen beside the filter column: long names wrap, hashes
+# are shortened (the full one is in the tooltip and on the change page).
+ADMIN_CSS = {"all": ["recognition/admin.css"]}
 
-def _thumbnail_html(stored: StoredImage, size: int = 64) -> str:
+
+def _thumbnail_html(stored: StoredImage, size: int = 48) -> str:
     url = reverse("admin:recognition_storedimage_thumbnail", args=[stored.pk])
     return format_html(
-        '<img src="{}" alt="Thumbnail of image {}" width="{}" height="{}" '
-        'style="object-fit:cover" loading="lazy">',
+        '<img class="admin-thumbnail" src="{}" alt="Thumbnail of image {}" width="{}" '
+        'height="{}" loading="lazy">',
         url,
         stored.sha256[:12],
         size,
@@ -30,8 +39,29 @@ def _thumbnail_html(stored: StoredImage, size: int = 64) -> str:
     )
 
 
+def _short_hash_html(sha256: str) -> str:
+    """The first 12 hex digits, as the site's detail page shows them."""
+    return format_html('<code class="hash" title="{}">{}…</code>', sha256, sha256[:12])
+
+
+def _filename_html(name: str) -> str:
+    """At most 40 characters of a file name; all of it in the tooltip."""
+    return format_html('<span title="{}">{}</span>', name, Truncator(name).chars(40))
+
+
+def _when_html(moment: datetime) -> str:
+    """"2026-12-02 06:31", in the site's time zone: half the width of Django's default."""
+    local = localtime(moment)
+    return format_html(
+        '<time datetime="{}">{}</time>', local.isoformat(), local.strftime("%Y-%m-%d %H:%M")
+    )
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records are written by the upload service only."""
+
+    class Media:
+        css = ADMIN_CSS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -57,8 +87,9 @@ class PredictionInline(admin.TabularInline):
 @admin.register(StoredImage)
 class StoredImageAdmin(ReadOnlyAdmin):
     list_display = (
-        "thumbnail", "sha256", "format", "size", "byte_size", "upload_count", "created_at"
+        "thumbnail", "short_hash", "format", "size", "file_size", "upload_count", "created"
     )
+    list_display_links = ("thumbnail", "short_hash")
     list_filter = ("format", "created_at")
     search_fields = ("sha256",)
     date_hierarchy = "created_at"
@@ -83,7 +114,7 @@ class StoredImageAdmin(ReadOnlyAdmin):
             return HttpResponse(status=403)
         return stored_image_thumbnail_response(get_object_or_404(StoredImage, pk=pk))
 
-    @admin.display(description="Thumbnail")
+    @admin.display(description="Image")
     def thumbnail(self, stored: StoredImage) -> str:
         return _thumbnail_html(stored)
 
@@ -91,25 +122,31 @@ class StoredImageAdmin(ReadOnlyAdmin):
     def preview(self, stored: StoredImage) -> str:
         return _thumbnail_html(stored, size=256)
 
+    @admin.display(description="SHA-256", ordering="sha256")
+    def short_hash(self, stored: StoredImage) -> str:
+        return _short_hash_html(stored.sha256)
+
     @admin.display(description="Pixels")
     def size(self, stored: StoredImage) -> str:
         return f"{stored.width} × {stored.height}"
+
+    @admin.display(description="File size", ordering="byte_size")
+    def file_size(self, stored: StoredImage) -> str:
+        return filesizeformat(stored.byte_size)
 
     @admin.display(description="Uploads", ordering="num_uploads")
     def upload_count(self, stored: StoredImage) -> int:
         return stored.num_uploads
 
+    @admin.display(description="Stored", ordering="created_at")
+    def created(self, stored: StoredImage) -> str:
+        return _when_html(stored.created_at)
+
 
 @admin.register(Classification)
 class ClassificationAdmin(ReadOnlyAdmin):
     list_display = (
-        "thumbnail",
-        "top_label",
-        "confidence",
-        "model_name",
-        "model_version",
-        "inference_ms",
-        "created_at",
+        "thumbnail", "top_label", "confidence", "model_and_version", "inference", "created"
     )
     list_filter = ("top_label", "model_name", "model_version", "created_at")
     search_fields = ("top_label", "predictions__label", "stored_image__sha256")
@@ -121,8 +158,8 @@ class ClassificationAdmin(ReadOnlyAdmin):
         "model_name",
         "model_version",
         "top_label",
-        "top_score",
-        "inference_ms",
+        "confidence",
+        "inference",
         "created_at",
     )
     readonly_fields = fields
@@ -131,26 +168,33 @@ class ClassificationAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # uploads point at them
 
-    @admin.display(description="Thumbnail")
+    @admin.display(description="Image")
     def thumbnail(self, classification: Classification) -> str:
         return _thumbnail_html(classification.stored_image)
 
     @admin.display(description="Confidence", ordering="top_score")
     def confidence(self, classification: Classification) -> str:
-        return f"{classification.top_score:.1%}"
+        return percent(classification.top_score)
+
+    @admin.display(description="Inference", ordering="inference_ms")
+    def inference(self, classification: Classification) -> str:
+        return milliseconds(classification.inference_ms)
+
+    @admin.display(description="Model", ordering="model_version")
+    def model_and_version(self, classification: Classification) -> str:
+        """In one column, as the site's detail page shows them."""
+        return f"{classification.model_name} {classification.model_version}"
+
+    @admin.display(description="Classified", ordering="created_at")
+    def created(self, classification: Classification) -> str:
+        return _when_html(classification.created_at)
 
 
 @admin.register(Upload)
 class UploadAdmin(ReadOnlyAdmin):
-    list_display = (
-        "thumbnail",
-        "original_filename",
-        "user",
-        "top_label",
-        "confidence",
-        "model_version",
-        "last_uploaded_at",
-    )
+    # The model is a filter here and a column of the classification list: as a column
+    # here too it would push the table under the filters at 1280 px.
+    list_display = ("thumbnail", "filename", "user", "top_label", "confidence", "last_uploaded")
     list_filter = (
         "classification__top_label",
         "classification__model_version",
@@ -176,7 +220,7 @@ class UploadAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="Thumbnail")
+    @admin.display(description="Image")
     def thumbnail(self, upload: Upload) -> str:
         return _thumbnail_html(upload.stored_image)
 
@@ -186,11 +230,15 @@ class UploadAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Confidence", ordering="classification__top_score")
     def confidence(self, upload: Upload) -> str:
-        return f"{upload.classification.top_score:.1%}"
+        return percent(upload.classification.top_score)
 
-    @admin.display(description="Model version", ordering="classification__model_version")
-    def model_version(self, upload: Upload) -> str:
-        return upload.classification.model_version
+    @admin.display(description="File name", ordering="original_filename")
+    def filename(self, upload: Upload) -> str:
+        return _filename_html(upload.original_filename)
+
+    @admin.display(description="Last uploaded", ordering="last_uploaded_at")
+    def last_uploaded(self, upload: Upload) -> str:
+        return _when_html(upload.last_uploaded_at)
 
     def delete_model(self, request: HttpRequest, obj: Upload) -> None:
         upload_delete(user=obj.user, upload_id=obj.pk)

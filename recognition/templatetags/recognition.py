@@ -1,4 +1,4 @@
-"""Template filters for showing probabilities."""
+"""Template filters for showing probabilities and durations, here and in the admin."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ register = template.Library()
 def percent(score: float) -> str:
     """0.8734 -> "87.3%": one decimal, so close scores stay distinguishable."""
     return f"{float(score) * 100:.1f}%"
+
+
+@register.filter
+def milliseconds(duration_ms: float) -> str:
+    """9.8755 -> "9.9 ms": a tenth of a millisecond is finer than timings repeat."""
+    return f"{float(duration_ms):.1f} ms"
 
 
 @register.filter
