@@ -1,7 +1,7 @@
 """Decoding large photos: what draft mode (DCT-domain downscaling) saves, and whether
 it changes what the model says.
 
-    .venv/bin/python bench/decode.py [--pictures 300]
+    .venv/bin/python -m bench.decode [--pictures 300]
 
 1. Cost: decode + preprocess of a 4000 × 3000 JPEG, full decode against draft mode as
    the service uses it, median of repeated runs, and the decoded picture's size in memory.
@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,24 +31,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from bench.photos import REAL_PHOTOS, Picture, real_pictures, varied_pictures
+from bench.serving import prepare_random_model
+from recognition.engine.backends import ONNXRUNTIME, load_runner
+from recognition.engine.images import decode_image
+from recognition.engine.prepare import prepare
+from recognition.engine.preprocess import Preprocessor
+from recognition.engine.classifier import DRAFT_MARGIN
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.photos import REAL_PHOTOS, Picture, real_pictures, varied_pictures  # noqa: E402
-from bench.serving import prepare_random_model  # noqa: E402
-from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
-from recognition.engine.images import decode_image  # noqa: E402
-from recognition.engine.prepare import prepare  # noqa: E402
-from recognition.engine.preprocess import Preprocessor  # noqa: E402
-from recognition.engine.classifier import DRAFT_MARGIN  # noqa: E402
-
 RESULTS = REPO / "bench" / "results" / "decode.json"
 AGREEMENT_NEEDED = 0.99
 MARGINS = (1, 2, 4)

@@ -2,7 +2,7 @@
 torchvision's eager model and a plain ONNX Runtime session, next to the CPU's fp32 compute
 limit.
 
-    .venv/bin/python bench/engine.py [--threads N] [--warmup 10] [--iterations 50]
+    .venv/bin/python -m bench.engine [--threads N] [--warmup 10] [--iterations 50]
 
 Times the forward pass only (inputs are ready-made tensors: decoding and preprocessing
 cost the same for all), at batch 1 and 8. The artifacts are built by prepare() and
@@ -22,25 +22,20 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import torch
 import torchvision
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.timing import Runner, alternating_latencies, raw_onnxruntime, speed
+from recognition.engine import quantize
+from recognition.engine.backends import BACKENDS, ONNXRUNTIME, load_runner
+from recognition.engine.prepare import prepare
 
-from bench.timing import Runner, alternating_latencies, raw_onnxruntime, speed  # noqa: E402
-from recognition.engine import quantize  # noqa: E402
-from recognition.engine.backends import BACKENDS, ONNXRUNTIME, load_runner  # noqa: E402
-from recognition.engine.prepare import prepare  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 BATCH_SIZES = (1, 8)
 RESULTS = REPO / "bench" / "results" / "engine.json"

@@ -1,7 +1,7 @@
 """The int8 version of a model (prepare_model --int8) against its fp32 source, both on
 ONNX Runtime: speed, and how often int8 gives fp32's top label.
 
-    .venv/bin/python bench/int8.py [--threads 2] [--warmup 10] [--iterations 50]
+    .venv/bin/python -m bench.int8 [--threads 2] [--warmup 10] [--iterations 50]
                                    [--pictures 300] [--dynamic]
 
 Two models: ResNet-18 with RANDOM weights (the real ones cannot be downloaded here, so its
@@ -29,32 +29,27 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 import onnxruntime
 import torch
 import torchvision
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.photos import real_pictures, varied_pictures  # noqa: E402
-from bench.timing import Runner, alternating_latencies, speed  # noqa: E402
-from recognition.engine import quantize  # noqa: E402
+from bench.photos import real_pictures, varied_pictures
+from bench.timing import Runner, alternating_latencies, speed
+from recognition.engine import quantize
 from recognition.engine.artifact import onnx_session
 from recognition.engine.manifest import Manifest
-from recognition.engine.backends import ONNXRUNTIME, load_runner  # noqa: E402
-from recognition.engine.images import decode_image  # noqa: E402
-from recognition.engine.prepare import prepare  # noqa: E402
-from recognition.engine.preprocess import Preprocessor  # noqa: E402
+from recognition.engine.backends import ONNXRUNTIME, load_runner
+from recognition.engine.images import decode_image
+from recognition.engine.prepare import prepare
+from recognition.engine.preprocess import Preprocessor
+
+REPO = Path(__file__).resolve().parents[1]
 
 BATCH_SIZES = (1, 8)
 RESULTS = REPO / "bench" / "results" / "int8.json"

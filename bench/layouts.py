@@ -1,7 +1,7 @@
 """Which serving layout suits this machine: gunicorn workers × request threads × model
 threads, measured through the real service.
 
-    .venv/bin/python bench/layouts.py [--single 40] [--concurrent 160]
+    .venv/bin/python -m bench.layouts [--single 40] [--concurrent 160]
 
 Each layout starts the service (gunicorn, production settings, SQLite, a random-init
 ResNet-18 on ONNX Runtime) with its settings, then sends distinct 640 × 480 JPEG uploads:
@@ -20,18 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.serving import (  # noqa: E402
+from bench.serving import (
     create_tokens,
     distinct_uploads,
     prepare_random_model,
@@ -39,6 +32,7 @@ from bench.serving import (  # noqa: E402
     send_uploads,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "layouts.json"
 API = "/api/v1/classifications/"
 

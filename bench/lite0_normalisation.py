@@ -1,6 +1,6 @@
 """Which input scaling suits the packaged EfficientNet-Lite0 weights?
 
-    .venv/bin/python bench/lite0_normalisation.py
+    .venv/bin/python -m bench.lite0_normalisation
 
 TensorFlow's Lite models were trained on [-1, 1] inputs (mean = std = 0.5); torchvision
 models use ImageNet mean/std. On four real photos with known content, this compares the
@@ -14,29 +14,23 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.photos import REAL_PHOTOS  # noqa: E402
-from recognition.engine.images import decode_image  # noqa: E402
-from recognition.engine.preprocess import (  # noqa: E402
+from bench.photos import REAL_PHOTOS
+from recognition.engine.images import decode_image
+from recognition.engine.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Preprocessing,
     Preprocessor,
 )
-from recognition.engine.specs import EFFICIENTNET_LITE0  # noqa: E402
-from recognition.engine.weights import load_state_dict, obtain_official  # noqa: E402
+from recognition.engine.specs import EFFICIENTNET_LITE0
+from recognition.engine.weights import load_state_dict, obtain_official
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "lite0_normalisation.json"
 SCALINGS = {
     "imagenet mean/std": Preprocessing(mean=IMAGENET_MEAN, std=IMAGENET_STD),

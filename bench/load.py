@@ -1,6 +1,6 @@
 """Sustained mixed traffic against the real service, loopback only, bounded in time.
 
-    .venv/bin/python bench/load.py [--minutes 10] [--clients 8] [--users 4]
+    .venv/bin/python -m bench.load [--minutes 10] [--clients 8] [--users 4]
 
 Starts the service as production runs it (gunicorn, gunicorn.conf.py, DEBUG off,
 SQLite, a random-init ResNet-18 prepared by prepare_model) on 127.0.0.1, then `clients`
@@ -13,27 +13,20 @@ Prints a table and writes bench/results/load.json.
 
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
+import random
 import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.serving import (  # noqa: E402
+from bench.serving import (
     create_tokens,
     distinct_upload,
     distinct_uploads,
@@ -42,6 +35,7 @@ from bench.serving import (  # noqa: E402
     running_service,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "load.json"
 REQUEST_TIMEOUT = 60
 # The mix: what a person using the site does, roughly.

@@ -1,7 +1,7 @@
 """Where the time of one upload goes: the same request measured layer by layer, from the
 bare forward pass out to HTTP, one request at a time.
 
-    .venv/bin/python bench/overhead.py [--requests 40]
+    .venv/bin/python -m bench.overhead [--requests 40]
 
 Layers, each timed on its own distinct 640 × 480 JPEGs (random-init ResNet-18 on the
 served backend, production settings, SQLite, in a scratch data directory):
@@ -23,21 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package (torch imports it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.serving import (  # noqa: E402
+from bench.serving import (
     create_tokens,
     distinct_jpeg,
     multipart,
@@ -47,6 +40,7 @@ from bench.serving import (  # noqa: E402
     server_env,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "overhead.json"
 API = "/api/v1/classifications/"
 

@@ -1,9 +1,9 @@
-"""A typical hand-rolled image classifier server, as a yardstick for bench/http.py.
+"""A typical hand-rolled image classifier server, as a yardstick for bench/over_http.py.
 
 One process, Flask's threaded development server, the eager torchvision ResNet-18,
 preprocessing per request, no batching, no storage. Not part of the product.
 
-    python bench/seed_flask_app.py PORT WEIGHTS_FILE
+    .venv/bin/python -m bench.seed_flask_app PORT WEIGHTS_FILE
 """
 
 import io

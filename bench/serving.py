@@ -1,6 +1,6 @@
 """Starting the real service for the HTTP benchmarks, and the loads they send it.
 
-Shared by bench/http.py and bench/load.py; loopback only.
+Shared by the benchmarks that start the service or need a prepared model; loopback only.
 """
 
 from __future__ import annotations

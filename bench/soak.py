@@ -1,6 +1,6 @@
 """Does the service's memory stay flat? 2000 distinct-image uploads, RSS sampled.
 
-    .venv/bin/python bench/soak.py [--requests 2000] [--clients 4]
+    .venv/bin/python -m bench.soak [--requests 2000] [--clients 4]
 
 Starts the real service (gunicorn, production settings, SQLite, a random-init ResNet-18)
 on 127.0.0.1 and reads the resident memory of all its processes after a first upload;
@@ -13,22 +13,15 @@ Prints a table and writes bench/results/soak.json.
 
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
-# bench/http.py must not shadow the standard library's http package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.serving import (  # noqa: E402
+from bench.serving import (
     create_tokens,
     distinct_upload,
     memory_mb,
@@ -36,6 +29,7 @@ from bench.serving import (  # noqa: E402
     running_service,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "soak.json"
 
 

@@ -1,6 +1,6 @@
 """The real service over HTTP against a typical hand-rolled Flask server, in one run.
 
-    .venv/bin/python bench/http.py [--levels 1,8,20] [--requests 120] [--int8]
+    .venv/bin/python -m bench.over_http [--levels 1,8,20] [--requests 120] [--int8]
 
 Starts, on 127.0.0.1 only:
 - our service: gunicorn with gunicorn.conf.py, production settings (DEBUG off), SQLite,
@@ -16,32 +16,24 @@ ceiling an HTTP service on this machine can approach).
 --int8 adds a third server: our service serving the int8 version of the model
 (prepare_model --int8; not the default, see bench/int8.py), in its own data directory.
 
-Prints a table and writes bench/results/http.json.
+Prints a table and writes bench/results/over_http.json.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 
-# This script is bench/http.py: its own folder, first on sys.path, would shadow the
-# standard library's http package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from dataclasses import asdict  # noqa: E402
-
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.serving import (  # noqa: E402
+from bench.serving import (
     Run,
     create_tokens,
     distinct_uploads,
@@ -52,10 +44,11 @@ from bench.serving import (  # noqa: E402
     stop,
     wait_for_port,
 )
-from bench.timing import alternating_latencies, raw_onnxruntime, speed  # noqa: E402
-from recognition.engine import quantize  # noqa: E402
+from bench.timing import alternating_latencies, raw_onnxruntime, speed
+from recognition.engine import quantize
 
-RESULTS = REPO / "bench" / "results" / "http.json"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "over_http.json"
 PYTHON = sys.executable
 
 
@@ -125,8 +118,8 @@ def _raw_onnxruntime(path: Path) -> dict[str, float]:
 
 def _start_seed(weights: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        # -P: bench/ holds http.py, which must not shadow the standard library for Flask.
-        [PYTHON, "-P", str(REPO / "bench" / "seed_flask_app.py"), str(port), str(weights)],
+        [PYTHON, "-m", "bench.seed_flask_app", str(port), str(weights)],
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
