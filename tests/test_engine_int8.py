@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 import pytest
 import skimage
+import torch
 from django.core.management import CommandError, call_command
 from PIL import Image
 
@@ -38,6 +39,7 @@ class Quantized:
     models_dir: Path
     fp32: Manifest
     int8: Manifest
+    calibration: torch.Tensor
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def quantized(tmp_path_factory, prepared_models_dir) -> Quantized:
     calibration = preprocessor.batch(quantize.synthetic_pictures(8, seed=0))
     check = preprocessor.batch(quantize.synthetic_pictures(8, seed=1))
     int8 = quantize.quantize(models_dir, fp32, calibration=calibration, check=check)
-    return Quantized(models_dir, fp32, int8)
+    return Quantized(models_dir, fp32, int8, calibration)
 
 
 def _pictures() -> list[Image.Image]:
@@ -60,6 +62,12 @@ def _pictures() -> list[Image.Image]:
         Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(4)
     ]
     return [decode_image(path.read_bytes()).image for path in REAL_PHOTOS] + noise
+
+
+def _served_top1(quantized: Quantized, key: str, pictures) -> list[tuple[int, float]]:
+    """Each picture's top class as the service gives it, and its lead over the second."""
+    results = Classifier(quantized.models_dir, model=key).classify(pictures, top_k=2)
+    return [(r.predictions[0].index, r.predictions[0].score - r.predictions[1].score) for r in results]
 
 
 def _copy_version(manifest: Manifest, tmp_path: Path) -> Path:
@@ -87,8 +95,34 @@ def test_the_manifest_records_the_int8_files_hash_and_how_it_was_made(quantized)
     assert manifest.quantization == "int8-static-qdq"
     assert manifest.quantized_from == quantized.fp32.key
     assert manifest.artifact_sha256 is None and manifest.max_abs_diff is None
-    assert 0 <= manifest.top1_agreement <= 1
     assert 0 < manifest.onnx_max_abs_diff < 1  # quantized, yet close
+
+
+def test_the_recorded_agreement_is_the_share_of_check_pictures_given_fp32s_top_label(
+    quantized, tmp_path
+):
+    """Quantized again with the same calibration (so the same int8 model), checked on a
+    known set: three pictures on which the served int8 model gives fp32's top label and
+    one on which it does not. Each is the clearest of its kind (the largest lead of both
+    models' top label), so rounding between batch sizes cannot move it across a tie."""
+    pool = quantize.synthetic_pictures(64, seed=2)
+    fp32 = _served_top1(quantized, quantized.fp32.key, pool)
+    int8 = _served_top1(quantized, quantized.int8.key, pool)
+    clearest_first = sorted(range(len(pool)), key=lambda i: -min(fp32[i][1], int8[i][1]))
+    agree = [i for i in clearest_first if fp32[i][0] == int8[i][0]]
+    disagree = [i for i in clearest_first if fp32[i][0] != int8[i][0]]
+    assert len(agree) >= 3 and disagree, "the pool no longer holds both kinds of picture"
+    known = [pool[i] for i in (*agree[:3], disagree[0])]
+    models_dir = _copy_version(quantized.fp32, tmp_path)
+    fp32_copy = Manifest.read(models_dir / quantized.fp32.key)
+
+    again = quantize.quantize(
+        models_dir, fp32_copy, calibration=quantized.calibration,
+        check=Preprocessor(fp32_copy.preprocessing).batch(known),
+    )
+
+    assert again.onnx_sha256 == quantized.int8.onnx_sha256  # the model the set was picked with
+    assert again.top1_agreement == 0.75
 
 
 def test_manifests_written_before_int8_existed_still_read(quantized, tmp_path):
