@@ -7,26 +7,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.live_service import REPO, LiveData, LiveServer, free_port, live_data, request
+from tests.live_service import REPO, gunicorn, live_data, request
 
 DOCKERFILE = REPO / "Dockerfile"
 HOST = "photos.example.org"
-# Generous: the server loads and warms the model on a CPU other tests may be sharing.
-START_TIMEOUT = 180
-
 PRODUCTION = {
     "without a proxy header setting": {"ALLOWED_HOSTS": HOST, "HTTPS": "1"},
     "behind the documented proxy": {
@@ -73,64 +67,16 @@ def test_the_dockerfile_health_check_is_the_probe_script_in_exec_form():
     assert healthcheck_command() == [sys.executable, str(REPO / "scripts" / "healthcheck")]
 
 
-@contextmanager
-def production_gunicorn(data: LiveData) -> Iterator[LiveServer]:
-    """gunicorn.conf.py serving `data` with its production env. Not live_service's
-    gunicorn(): that one waits for a plain health request, which these settings refuse."""
-    port = free_port()
-    env = {**data.env, "HOST": "127.0.0.1", "PORT": str(port),
-           "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
-    log = data.data_dir / "gunicorn.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
-            cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the worker goes with it
-        )
-    server = LiveServer("127.0.0.1", port, process, log)
-    try:
-        _wait_until_answering(server)
-        yield server
-    finally:
-        _stop(process)
-
-
-def _wait_until_answering(server: LiveServer) -> None:
-    """Until a request as a browser behind TLS would send it gets the health answer."""
-    headers = {"Host": HOST, "X-Forwarded-Proto": "https"}
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited:\n{server.log.read_text()[-3000:]}")
-        try:
-            if request(server, "GET", "/api/v1/health/", headers=headers, timeout=5)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"gunicorn not healthy in {START_TIMEOUT}s:\n{server.log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=30)
-
-
 @pytest.mark.parametrize("settings_env", PRODUCTION.values(), ids=PRODUCTION.keys())
 def test_the_health_check_passes_on_a_production_server_and_fails_once_it_is_down(
     tmp_path, prepared_models_dir, settings_env
 ):
     with live_data(tmp_path, prepared_models_dir) as data:
-        data = replace(data, env={**data.env, **settings_env})
-        with production_gunicorn(data) as server:
-            env = {**data.env, "HOST": server.host, "PORT": str(server.port)}
+        with gunicorn(
+            data, workers=1, threads=2, env=settings_env,
+            probe_headers={"Host": HOST, "X-Forwarded-Proto": "https"},
+        ) as server:
+            env = {**data.env, **settings_env, "HOST": server.host, "PORT": str(server.port)}
             # The premise: these settings refuse a request without the right host or
             # scheme, as the old probe sent it.
             assert request(server, "GET", "/api/v1/health/")[0] == 400
