@@ -73,7 +73,7 @@ def onnx_session(path: Path, threads: int | None = None):
     options.intra_op_num_threads = threads or 0  # 0: one per core
     options.inter_op_num_threads = 1
     # Idle pool threads would otherwise spin for work, taking the CPU that the request
-    # threads of the same process need for decoding and storage (bench/http.py).
+    # threads of the same process need for decoding and storage (bench/over_http.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(
         str(path), sess_options=options, providers=["CPUExecutionProvider"]
