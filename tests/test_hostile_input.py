@@ -8,7 +8,6 @@ leaves no row and no file behind; the server keeps answering. Valid but unusual 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, RequestFactory
 from django.test.client import ClientHandler
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 from recognition.models import MAX_FILENAME_LENGTH, Classification, StoredImage, Upload
 from tests.web_fixtures import as_upload, image_bytes, media_files, png_claiming_size
@@ -300,12 +299,11 @@ def test_a_request_over_the_byte_limit_is_refused_without_reading_its_body(
 @pytest.mark.parametrize("kind", list(UNUSUAL_BUT_VALID))
 def test_an_unusual_but_valid_picture_is_classified(send, channel, kind):
     make, image_format = UNUSUAL_BUT_VALID[kind]
-    started = time.monotonic()
 
+    # What such a file costs is asserted below by counting work, not by a clock: see
+    # the test that only the first of ten thousand GIF frames is decoded.
     response = send(channel, make())
 
-    # Generous: a 10 000-frame GIF decoded frame by frame would take far longer.
-    assert time.monotonic() - started < 10
     upload = Upload.objects.get()
     assert upload.stored_image.format == image_format
     assert upload.classification.predictions.count() > 0
@@ -318,22 +316,25 @@ def test_an_unusual_but_valid_picture_is_classified(send, channel, kind):
     assert len(media_files()) == 1
 
 
-def test_only_the_first_of_ten_thousand_gif_frames_is_decoded(alice_api, monkeypatch):
-    seeks: list[int] = []
-    real_seek = Image.Image.seek
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_only_the_first_of_ten_thousand_gif_frames_is_decoded(send, channel, monkeypatch):
+    # The GIF reader's own step to a frame: every frame read (or skipped over, as
+    # counting the frames does) passes through it. Decoding all 10 000 would take
+    # minutes, which a clock on a busy machine could not tell from a slow upload.
+    frames: list[int] = []
+    real_seek = GifImagePlugin.GifImageFile._seek
 
-    def counting_seek(self, frame):
-        seeks.append(frame)
-        return real_seek(self, frame)
+    def counting_seek(self, frame, *args, **kwargs):
+        frames.append(frame)
+        return real_seek(self, frame, *args, **kwargs)
 
-    monkeypatch.setattr(Image.Image, "seek", counting_seek)
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "_seek", counting_seek)
 
-    response = alice_api.post(
-        API, {"image": as_upload(gif_with_frames(10_000), "anim.gif")}, format="multipart"
-    )
+    response = send(channel, gif_with_frames(10_000), "anim.gif")
 
-    assert response.status_code == 201
-    assert set(seeks) <= {0}
+    assert response.status_code in (200, 201)
+    assert Upload.objects.get().stored_image.format == "GIF"
+    assert frames and set(frames) == {0}
 
 
 def test_a_picture_with_a_megabyte_of_exif_is_turned_upright_by_it(alice_api):
