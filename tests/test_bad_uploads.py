@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, FakePayload, encode_multipart
 
 from recognition.models import Upload
 from tests.web_fixtures import (
@@ -75,14 +76,45 @@ def test_it_rejects_a_file_over_the_byte_limit_and_writes_nothing(alice_api, mak
     assert_nothing_written()
 
 
-def test_an_oversized_request_is_refused_before_its_body_is_read(alice_api, settings):
-    settings.RECOGNITION_MAX_UPLOAD_BYTES = 1000
-    body = b"x" * (1000 + 64 * 1024 + 1)
+class CountingPayload(FakePayload):
+    """A request body (wsgi.input) that counts the bytes the server reads from it."""
 
-    response = alice_api.post(URL, body, content_type="application/octet-stream")
+    def __init__(self, content: bytes):
+        super().__init__(content)
+        self.bytes_read = 0
 
-    assert_error(response, 413, "too_large")
-    assert_nothing_written()
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def readline(self, size: int = -1, /) -> bytes:
+        line = super().readline(size)
+        self.bytes_read += len(line)
+        return line
+
+
+def _multipart_upload(data: bytes) -> tuple[bytes, dict]:
+    """An upload form's body with `data` as its image, and the request keys to send it."""
+    body = encode_multipart(BOUNDARY, {"image": as_upload(data)})
+    payload = CountingPayload(body)
+    return body, {"content_type": MULTIPART_CONTENT, "wsgi.input": payload}
+
+
+def test_an_oversized_request_is_refused_before_its_body_is_read(alice_api, make_image, settings):
+    limit = settings.RECOGNITION_MAX_UPLOAD_BYTES = 20_000
+    big, big_request = _multipart_upload(b"x" * (limit + 64 * 1024 + 1))
+    small, small_request = _multipart_upload(make_image())
+
+    refused = alice_api.post(URL, big, **big_request)
+    accepted = alice_api.post(URL, small, **small_request)
+
+    assert_error(refused, 413, "too_large")
+    assert big_request["wsgi.input"].bytes_read == 0
+    # The same kind of body is read when it is accepted: the count sees real reads.
+    assert accepted.status_code == 201
+    assert small_request["wsgi.input"].bytes_read == len(small)
+    assert Upload.objects.count() == 1
 
 
 def test_an_oversized_page_request_gets_a_readable_page(alice_client, settings):

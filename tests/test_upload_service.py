@@ -127,14 +127,51 @@ def test_a_rejected_top_k_is_a_programming_error(alice, make_image):
     assert not media_files()
 
 
+class CountingBytes(io.BytesIO):
+    """File content that counts the bytes read from it, however they are read."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:
+        count = super().readinto(buffer)
+        self.bytes_read += count
+        return count
+
+
 def test_it_refuses_a_file_over_the_byte_limit_before_reading_it(alice, make_image, settings):
     data = make_image()
     settings.RECOGNITION_MAX_UPLOAD_BYTES = len(data) - 1
+    content = CountingBytes(data)
 
     with pytest.raises(UploadTooLarge):
-        upload_classify(user=alice, file=as_upload(data))
+        upload_classify(user=alice, file=File(content, name="photo.jpg"))
 
+    assert content.bytes_read == 0
     assert not StoredImage.objects.exists()
+    assert not media_files()
+
+
+def test_it_stops_reading_a_file_that_understates_its_size_once_past_the_limit(
+    alice, make_image, settings
+):
+    data = make_image(size=(1000, 1000))
+    limit = settings.RECOGNITION_MAX_UPLOAD_BYTES = 100_000
+    content = CountingBytes(data)
+    file = File(content, name="photo.jpg")
+    file.size = 1000  # what a client or handler claimed
+
+    with pytest.raises(UploadTooLarge):
+        upload_classify(user=alice, file=file)
+
+    assert len(data) > limit + File.DEFAULT_CHUNK_SIZE  # so reading it all would be seen
+    assert limit < content.bytes_read <= limit + File.DEFAULT_CHUNK_SIZE
     assert not media_files()
 
 
