@@ -22,6 +22,7 @@ from recognition.engine.prepare import PrepareOutcome, prepare
 from recognition.engine.classifier import Classifier
 from recognition.engine.specs import RESNET18, ModelSpec, WeightsSource
 from recognition.engine.weights import (
+    DOWNLOAD_TIMEOUT_SECONDS,
     WeightsDownloadFailed,
     WeightsError,
     WeightsMismatch,
@@ -189,7 +190,11 @@ def test_an_unreachable_server_fails_quickly_with_the_offline_help(official, tmp
         prepare(models_dir, spec=official.spec(_closed_port_url()))
 
     message = str(caught.value)
-    assert time.monotonic() - started < 10
+    # It gave up on the refusal itself, not on a timeout or after retrying: a refused
+    # connection takes milliseconds, even on a machine with every core busy, and the
+    # bound is the whole download timeout, which a wait for the network would reach.
+    assert "Connection refused" in message
+    assert time.monotonic() - started < DOWNLOAD_TIMEOUT_SECONDS
     assert "no internet access" in message
     assert f"SHA-256 {official.sha256}" in message
     assert "--weights" in message and "--fallback" in message
@@ -224,12 +229,26 @@ def silent_server() -> Iterator[str]:
 
 
 def test_a_server_that_never_answers_fails_within_the_timeout(official, silent_server):
-    started = time.monotonic()
+    outcome: list[BaseException] = []
 
-    with pytest.raises(WeightsDownloadFailed, match="no internet access"):
-        obtain_official(official.spec(silent_server), timeout=1.0)
+    def download() -> None:
+        try:
+            obtain_official(official.spec(silent_server), timeout=1.0)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
 
-    assert time.monotonic() - started < 15, "the download hung instead of timing out"
+    attempt = threading.Thread(target=download, daemon=True)
+    attempt.start()
+    # With its 1 s timeout the download gives up in about a second however busy the
+    # machine is; without one it waits for ever. A hundred and twenty times the timeout
+    # tells the two apart and keeps a hang from hanging the test run.
+    attempt.join(120)
+
+    assert not attempt.is_alive(), "the download hung instead of timing out"
+    [error] = outcome
+    assert isinstance(error, WeightsDownloadFailed)
+    assert "(timed out)" in str(error)  # it was the timeout that ended it
+    assert "no internet access" in str(error)
 
 
 def test_with_fallback_an_unreachable_server_prepares_efficientnet_lite0(official, tmp_path):
