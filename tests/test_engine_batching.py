@@ -109,11 +109,13 @@ def _behind_a_busy_model(classifier: BatchingClassifier, count: int, work) -> tu
     work(count - 1) all queue up behind it. Returns the results and the batch sizes."""
     log = ForwardLog(classifier, hold=True)
     queued = Queued(classifier)
-    first, first_result = _start(1, work)
-    assert log.busy.wait(HANG_SECONDS)  # the model is working on the first request
-    followers, follower_results = _start(count - 1, lambda i: work(i + 1))
-    assert queued.wait_for(count)  # every other request waits behind it
-    log.release.set()
+    try:
+        first, first_result = _start(1, work)
+        assert log.busy.wait(HANG_SECONDS)  # the model is working on the first request
+        followers, follower_results = _start(count - 1, lambda i: work(i + 1))
+        assert queued.wait_for(count)  # every other request waits behind it
+    finally:
+        log.release.set()  # on a failure too: no runner is left holding a batch
     _join(first + followers)
     return first_result + follower_results, log.sizes
 
@@ -248,12 +250,14 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
     log = ForwardLog(classifier, hold=True)
     queued = Queued(classifier)
     callers, answers = _start(5, lambda i: classifier.classify([_picture(i)]))
-    assert log.busy.wait(HANG_SECONDS)  # the runner holds one batch ...
-    assert queued.wait_for(5)  # ... and every request has been handed over
+    try:
+        assert log.busy.wait(HANG_SECONDS)  # the runner holds one batch ...
+        assert queued.wait_for(5)  # ... and every request has been handed over
 
-    closing = threading.Thread(target=classifier.close, kwargs={"timeout": HANG_SECONDS})
-    closing.start()
-    log.release.set()
+        closing = threading.Thread(target=classifier.close, kwargs={"timeout": HANG_SECONDS})
+        closing.start()
+    finally:
+        log.release.set()
     _join([*callers, closing])
 
     assert all(len(answer[0].predictions) == 3 for answer in answers), answers
