@@ -152,7 +152,8 @@ def gunicorn(
         )
     server = LiveServer("127.0.0.1", port, process, log)
     try:
-        _wait_until_healthy(server, probe_headers or {}, timeout=120)
+        # Start-up took up to 34 s under a CPU hog; this only catches a server that never comes up.
+        _wait_until_healthy(server, probe_headers or {}, timeout=300)
         yield server
     finally:
         _stop(process)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def inference_in_step(monkeypatch):
     """Holds each inference until the other request is inferring too, so both have
     decided the image is new before either writes: the race, every time."""
-    barrier = threading.Barrier(2, timeout=30)
+    barrier = threading.Barrier(2, timeout=120)  # only catches a hang
 
     def in_step(real_classify):
         def classify_together(self, images, top_k=3):

@@ -9,22 +9,17 @@ on the way) happens on every run, however fast or loaded the machine is.
 import dataclasses
 import threading
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from recognition.engine.batching import BatchingClassifier, ClassifierClosed
 from recognition.engine.classifier import Classifier
+from tests.helpers import noise_picture
 
 # Every wait below is for an event that a two-core machine with every core busy reaches
 # in well under a second; this only turns a deadlock (or a runner waiting for company
 # it should not wait for) into a failure instead of a hung test run.
 HANG_SECONDS = 120
-
-
-def _picture(seed: int) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
 
 
 class ForwardLog:
@@ -128,7 +123,9 @@ def batching(prepared_models_dir):
 
 
 def test_requests_queued_while_the_model_is_busy_share_its_next_forward_pass(batching):
-    results, sizes = _behind_a_busy_model(batching, 6, lambda i: batching.classify([_picture(i)]))
+    results, sizes = _behind_a_busy_model(
+        batching, 6, lambda i: batching.classify([noise_picture(i)])
+    )
 
     assert all(len(result[0].predictions) == 3 for result in results)
     assert sizes == [1, 5]
@@ -136,10 +133,10 @@ def test_requests_queued_while_the_model_is_busy_share_its_next_forward_pass(bat
 
 def test_each_caller_gets_the_results_for_its_own_image(batching, prepared_models_dir):
     alone = Classifier(prepared_models_dir)
-    expected = [alone.classify([_picture(i)], top_k=5)[0] for i in range(6)]
+    expected = [alone.classify([noise_picture(i)], top_k=5)[0] for i in range(6)]
 
     got, sizes = _behind_a_busy_model(
-        batching, 6, lambda i: batching.classify([_picture(i)], top_k=5)[0]
+        batching, 6, lambda i: batching.classify([noise_picture(i)], top_k=5)[0]
     )
 
     assert sizes == [1, 5]  # five of them really shared a pass
@@ -151,7 +148,7 @@ def test_each_caller_gets_the_results_for_its_own_image(batching, prepared_model
 
 def test_callers_can_ask_for_different_numbers_of_labels_in_one_batch(batching):
     got, sizes = _behind_a_busy_model(
-        batching, 5, lambda i: batching.classify([_picture(i)], top_k=max(i, 1))[0]
+        batching, 5, lambda i: batching.classify([noise_picture(i)], top_k=max(i, 1))[0]
     )
 
     assert sizes == [1, 4]
@@ -183,7 +180,7 @@ def test_a_runner_waits_for_a_caller_still_preprocessing_and_batches_them_togeth
         prepared_models_dir, max_batch=8, max_wait_ms=HANG_SECONDS * 1000
     )
     log = ForwardLog(classifier)
-    late_picture = _picture(1)
+    late_picture = noise_picture(1)
     preprocessor = HeldPreprocessor(log.loaded.preprocessor, held=late_picture)
     log.loaded = dataclasses.replace(log.loaded, preprocessor=preprocessor)
     try:
@@ -191,7 +188,7 @@ def test_a_runner_waits_for_a_caller_still_preprocessing_and_batches_them_togeth
         assert preprocessor.entered.wait(HANG_SECONDS)  # on its way, not yet queued
         early_answered = threading.Event()
         early, early_result = _start(
-            1, lambda i: (classifier.classify([_picture(0)]), early_answered.set())[0]
+            1, lambda i: (classifier.classify([noise_picture(0)]), early_answered.set())[0]
         )
 
         # A runner that waits for company cannot answer the early request before the
@@ -214,7 +211,7 @@ def test_a_lone_request_does_not_wait_for_company(prepared_models_dir):
     patient = BatchingClassifier(prepared_models_dir, max_batch=8, max_wait_ms=3_600_000)
     try:
         log = ForwardLog(patient)  # loads the model
-        lone, result = _start(1, lambda i: patient.classify([_picture(1)]))
+        lone, result = _start(1, lambda i: patient.classify([noise_picture(1)]))
         _join(lone)
     finally:
         patient.close()
@@ -224,10 +221,10 @@ def test_a_lone_request_does_not_wait_for_company(prepared_models_dir):
 
 
 def test_one_callers_bad_image_fails_only_that_caller(batching):
-    greyscale = _picture(9).convert("L")  # not RGB: preprocessing it fails
+    greyscale = noise_picture(9).convert("L")  # not RGB: preprocessing it fails
 
     results = _in_threads(
-        4, lambda i: batching.classify([greyscale if i == 2 else _picture(i)])
+        4, lambda i: batching.classify([greyscale if i == 2 else noise_picture(i)])
     )
 
     assert isinstance(results[2], Exception)
@@ -238,18 +235,18 @@ def test_one_callers_bad_image_fails_only_that_caller(batching):
 def test_a_failed_forward_pass_fails_its_batch_and_the_next_one_succeeds(batching):
     log = ForwardLog(batching, fail=True)
     with pytest.raises(RuntimeError, match="injected model failure"):
-        batching.classify([_picture(0)])
+        batching.classify([noise_picture(0)])
 
     log.fail = False
 
-    assert len(batching.classify([_picture(1)])[0].predictions) == 3
+    assert len(batching.classify([noise_picture(1)])[0].predictions) == 3
 
 
 def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_models_dir):
     classifier = BatchingClassifier(prepared_models_dir, max_batch=2, max_wait_ms=0)
     log = ForwardLog(classifier, hold=True)
     queued = Queued(classifier)
-    callers, answers = _start(5, lambda i: classifier.classify([_picture(i)]))
+    callers, answers = _start(5, lambda i: classifier.classify([noise_picture(i)]))
     try:
         assert log.busy.wait(HANG_SECONDS)  # the runner holds one batch ...
         assert queued.wait_for(5)  # ... and every request has been handed over
@@ -263,7 +260,7 @@ def test_closing_answers_the_queued_requests_then_refuses_new_ones(prepared_mode
     assert all(len(answer[0].predictions) == 3 for answer in answers), answers
     assert sum(log.sizes) == 5
     with pytest.raises(ClassifierClosed):
-        classifier.classify([_picture(7)])
+        classifier.classify([noise_picture(7)])
 
 
 def test_two_runners_work_on_two_batches_at_once(prepared_models_dir):
@@ -278,7 +275,7 @@ def test_two_runners_work_on_two_batches_at_once(prepared_models_dir):
 
     log.loaded = dataclasses.replace(log.loaded, forward=forward_meeting_the_other_runner)
     try:
-        results = _in_threads(2, lambda i: classifier.classify([_picture(i)]))
+        results = _in_threads(2, lambda i: classifier.classify([noise_picture(i)]))
     finally:
         classifier.close()
 
@@ -288,10 +285,10 @@ def test_two_runners_work_on_two_batches_at_once(prepared_models_dir):
 def test_closing_with_several_runners_answers_everyone_and_stops_them_all(prepared_models_dir):
     classifier = BatchingClassifier(prepared_models_dir, max_batch=2, max_wait_ms=0, runners=3)
 
-    results = _in_threads(12, lambda i: classifier.classify([_picture(i)]))
+    results = _in_threads(12, lambda i: classifier.classify([noise_picture(i)]))
     classifier.close(timeout=HANG_SECONDS)
 
     assert all(len(r[0].predictions) == 3 for r in results)
     assert not any(runner.is_alive() for runner in classifier._runners)
     with pytest.raises(ClassifierClosed):
-        classifier.classify([_picture(99)])
+        classifier.classify([noise_picture(99)])

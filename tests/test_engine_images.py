@@ -21,8 +21,8 @@ from recognition.engine.images import (
     decode_image,
 )
 from recognition.engine.classifier import Classifier
+from tests.helpers import REPO, noise_picture
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _encode(image: Image.Image, image_format: str, **params) -> bytes:
@@ -31,15 +31,10 @@ def _encode(image: Image.Image, image_format: str, **params) -> bytes:
     return buffer.getvalue()
 
 
-def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
 def _png_claiming(width: int, height: int) -> bytes:
     """A real 8×8 PNG whose header says it is width × height, with a valid header CRC,
     so only the pixel count can give it away."""
-    data = bytearray(_encode(_noise(8, 8), "PNG"))
+    data = bytearray(_encode(noise_picture(0, (8, 8)), "PNG"))
     assert data[12:16] == b"IHDR"
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
@@ -72,7 +67,7 @@ def test_it_rejects_svg_html_and_pdf_as_not_an_image(data):
 
 
 def test_it_rejects_a_format_pillow_reads_but_the_service_does_not_accept():
-    pcx = _encode(_noise(16, 16), "PCX")
+    pcx = _encode(noise_picture(0, (16, 16)), "PCX")
     assert Image.open(io.BytesIO(pcx)).format == "PCX"  # Pillow itself would decode it
 
     with pytest.raises(NotAnImage):
@@ -80,7 +75,7 @@ def test_it_rejects_a_format_pillow_reads_but_the_service_does_not_accept():
 
 
 def test_it_rejects_a_truncated_jpeg_as_corrupt():
-    whole = _encode(_noise(256, 256), "JPEG", quality=95)
+    whole = _encode(noise_picture(0, (256, 256)), "JPEG", quality=95)
     decode_image(whole)  # the uncut file is fine
 
     with pytest.raises(CorruptImage):
@@ -94,7 +89,7 @@ def test_it_rejects_a_png_whose_header_claims_fifty_thousand_pixels_square():
 
 def test_it_rejects_a_picture_just_over_the_configured_pixel_limit():
     with pytest.raises(TooManyPixels) as caught:
-        decode_image(_encode(_noise(101, 100), "PNG"), max_pixels=10_000)
+        decode_image(_encode(noise_picture(0, (101, 100)), "PNG"), max_pixels=10_000)
 
     assert "101 × 100" in caught.value.message
 
@@ -173,7 +168,7 @@ def _run_in_a_fresh_process(script: str, path: Path, *args: str) -> dict:
 def test_a_tiny_or_extremely_elongated_picture_is_valid_and_gets_results(
     size, prepared_models_dir
 ):
-    decoded = decode_image(_encode(_noise(*size), "PNG"))
+    decoded = decode_image(_encode(noise_picture(0, size), "PNG"))
 
     (result,) = Classifier(prepared_models_dir).classify([decoded.image], top_k=3)
 
@@ -283,7 +278,7 @@ def test_a_twelve_megapixel_jpeg_decodes_in_a_few_megabytes(tmp_path):
     stores RGB, four bytes a pixel (about 95 MB at its peak, measured). The service's
     reduced decode holds a sixteenth of it (about 8 MB at its peak, measured)."""
     path = tmp_path / "camera.jpg"
-    path.write_bytes(_encode(_noise(4000, 3000), "JPEG", quality=90))
+    path.write_bytes(_encode(noise_picture(0, (4000, 3000)), "JPEG", quality=90))
     script = """
 import json, sys
 from recognition.engine.images import decode_image

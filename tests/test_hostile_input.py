@@ -19,8 +19,14 @@ from django.test import Client, RequestFactory
 from django.test.client import ClientHandler
 from PIL import GifImagePlugin, Image
 
-from recognition.models import MAX_FILENAME_LENGTH, Classification, StoredImage, Upload
-from tests.web_fixtures import as_upload, image_bytes, media_files, png_claiming_size
+from recognition.models import MAX_FILENAME_LENGTH, Upload
+from tests.web_fixtures import (
+    as_upload,
+    assert_nothing_written,
+    image_bytes,
+    media_files,
+    png_claiming_size,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -133,13 +139,6 @@ def send(alice_api, alice_client):
         return alice_client.post(PAGE, {"images": file})
 
     return post
-
-
-def assert_nothing_written() -> None:
-    assert not StoredImage.objects.exists()
-    assert not Classification.objects.exists()
-    assert not Upload.objects.exists()
-    assert not media_files()
 
 
 def assert_still_serving() -> None:
