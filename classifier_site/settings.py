@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from recognition.engine import defaults as engine_defaults
+
 from .env import envbool, envint, envlist, envrate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -146,19 +148,24 @@ RECOGNITION_MODELS_DIR = Path(os.getenv("RECOGNITION_MODELS_DIR", DATA_DIR / "mo
 # Serve this prepared model instead of the one prepare_model made active last.
 RECOGNITION_MODEL = os.getenv("RECOGNITION_MODEL") or None
 RECOGNITION_TORCH_THREADS = envint("RECOGNITION_TORCH_THREADS", None, minimum=1)
-RECOGNITION_BACKEND = os.getenv("RECOGNITION_BACKEND", "onnxruntime")
-if RECOGNITION_BACKEND not in ("onnxruntime", "torchscript"):
+RECOGNITION_BACKEND = os.getenv("RECOGNITION_BACKEND", engine_defaults.DEFAULT_BACKEND)
+if RECOGNITION_BACKEND not in engine_defaults.BACKENDS:
     raise ImproperlyConfigured(
-        f"RECOGNITION_BACKEND must be onnxruntime or torchscript, not {RECOGNITION_BACKEND!r}"
+        f"RECOGNITION_BACKEND must be one of {', '.join(engine_defaults.BACKENDS)}, "
+        f"not {RECOGNITION_BACKEND!r}"
     )
 # Concurrent requests share one forward pass of up to this many images, waiting at most
 # this long for company (only while other requests are on their way). 1 turns it off.
-RECOGNITION_MAX_BATCH = envint("RECOGNITION_MAX_BATCH", 8, minimum=1)
-RECOGNITION_BATCH_WAIT_MS = envint("RECOGNITION_BATCH_WAIT_MS", 5, minimum=0)
+RECOGNITION_MAX_BATCH = envint("RECOGNITION_MAX_BATCH", engine_defaults.DEFAULT_MAX_BATCH, minimum=1)
+RECOGNITION_BATCH_WAIT_MS = envint(
+    "RECOGNITION_BATCH_WAIT_MS", engine_defaults.DEFAULT_MAX_WAIT_MS, minimum=0
+)
 # Forward passes that run at once, each on its own batch (with MAX_BATCH > 1).
 RECOGNITION_BATCH_RUNNERS = envint("RECOGNITION_BATCH_RUNNERS", 1, minimum=1)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
-RECOGNITION_MAX_PIXELS = envint("RECOGNITION_MAX_PIXELS", 40_000_000, minimum=1)
+RECOGNITION_MAX_PIXELS = envint(
+    "RECOGNITION_MAX_PIXELS", engine_defaults.DEFAULT_MAX_PIXELS, minimum=1
+)
 # Decode large JPEGs at reduced scale (DCT domain) for classification: faster and far
 # less memory, but top-1 can differ from full decoding (README, "Performance").
 RECOGNITION_JPEG_DRAFT = envbool("RECOGNITION_JPEG_DRAFT", False)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from . import storage
 from .configured_classifier import get_classifier
 from .engine import classifier as engine
+from .engine.defaults import DEFAULT_TOP_K
 from .engine.images import DecodedImage, decode_image
 from .errors import StorageFailed, UploadTooLarge
 from .filenames import clean_filename
@@ -29,7 +30,6 @@ from .selectors import RANKED_PREDICTIONS, upload_get_for_user
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOP_K = 3
 MAX_TOP_K = MAX_STORED_PREDICTIONS
 # A row read before the transaction can vanish (a concurrent delete) before it starts;
 # the whole upload is then simply done again.

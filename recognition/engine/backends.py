@@ -9,15 +9,9 @@ from pathlib import Path
 import torch
 
 from .artifact import load_for_inference, onnx_session
+from .defaults import BACKENDS, DEFAULT_BACKEND, ONNXRUNTIME, TORCHSCRIPT
 from .manifest import Manifest
 from .weights import sha256_file
-
-TORCHSCRIPT = "torchscript"
-ONNXRUNTIME = "onnxruntime"
-BACKENDS = (TORCHSCRIPT, ONNXRUNTIME)
-# bench/engine.py measures both on this kind of machine: ONNX Runtime is faster at
-# batch 1 and batch 8 (README, "Performance").
-DEFAULT_BACKEND = ONNXRUNTIME
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .images import ACCEPTED_EXTENSIONS, DEFAULT_MAX_PIXELS, ImageRejected, decode_image
+from .defaults import DEFAULT_MAX_PIXELS
+from .images import ACCEPTED_EXTENSIONS, ImageRejected, decode_image
 from .classifier import Recognition, Classifier
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .backends import BackendError, Runner, artifact_for, load_runner
+from .defaults import DEFAULT_BACKEND, DEFAULT_TOP_K
 from .manifest import ArtifactError, Manifest
 from .model_store import ACTIVE_POINTER, load_active_manifest
-from .backends import DEFAULT_BACKEND, BackendError, Runner, artifact_for, load_runner
 from .preprocess import Preprocessor
 
 
@@ -135,7 +136,9 @@ class Classifier:
         crop = self.current().preprocessor.spec.crop
         self.classify([Image.new("RGB", (crop, crop), (127, 127, 127))], top_k=1)
 
-    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Recognition]:
+    def classify(
+        self, images: Sequence[Image.Image], top_k: int = DEFAULT_TOP_K
+    ) -> list[Recognition]:
         if not images:
             return []
         loaded = self.current()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .defaults import DEFAULT_MAX_PIXELS
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS = 40_000_000
 # Formats a camera, phone or browser produces. Pillow reads many more (EPS runs
 # Ghostscript, for one); an upload service has no business parsing those. Multi-picture
 # JPEGs from cameras open through the JPEG plugin and report themselves as "MPO".
