@@ -15,9 +15,34 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from recognition.configured_classifier import get_classifier
+from recognition.engine.backends import BACKENDS
 from recognition.engine.images import decode_image
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Runs of the command, one after the other, with every core busy. Each is a fresh process
+# that spends about 5 s of CPU importing torch, so with half a core each, six take about a
+# minute on a quiet two-core machine. Too few to catch a rare crash every time: the test
+# with RUNNER_STILL_IN_TORCH puts the runner where that crash happens, every time.
+RUNS_WITH_EVERY_CORE_BUSY = 6
+
+# A fault for the runner thread: after answering, it keeps freeing tensors (each free
+# releases and re-takes the GIL inside torch's C++ code) until something arrives on its
+# queue. That is where a runner descheduled on a busy machine can still be when the
+# command's main thread finishes; without an orderly shutdown nothing ever arrives.
+RUNNER_STILL_IN_TORCH = """
+import torch
+from recognition.engine.batching import BatchingClassifier
+
+serve = BatchingClassifier._serve
+
+def serve_then_stay_in_torch(self, batch):
+    serve(self, batch)
+    while self._queue.empty():
+        torch.empty(1024)
+
+BatchingClassifier._serve = serve_then_stay_in_torch
+"""
 
 
 def _write_picture(path: Path, seed: int, image_format: str = "PNG") -> Path:
@@ -42,6 +67,45 @@ def _classify_failing(*args: str) -> tuple[str, str, CommandError]:
 
 def _json_lines(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
+
+
+def _run_in_shell(
+    models_dir: Path, *args: str, backend: str | None = None, before: str = ""
+) -> subprocess.CompletedProcess:
+    """`manage.py classify ARGS` in a fresh process; `before` is Python run first."""
+    environment = {
+        **os.environ,
+        "RECOGNITION_DATA_DIR": str(models_dir.parent),
+        "SECRET_KEY": "test",
+    }
+    if backend:
+        environment["RECOGNITION_BACKEND"] = backend
+    command = [sys.executable, "manage.py", "classify", *args]
+    if before:  # then manage.py, as `python manage.py ...` runs it
+        then_manage = "import runpy, sys\nsys.argv[:] = sys.argv[1:]\n" + (
+            "runpy.run_path(sys.argv[0], run_name='__main__')"
+        )
+        command = [sys.executable, "-c", before + then_manage, *command[1:]]
+    # The timeout only turns a hang into a failure: a run takes seconds, even on a busy machine.
+    return subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def every_core_busy():
+    """One busy process per core for the length of the test, as a loaded CI machine."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(len(os.sched_getaffinity(0)))
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()
 
 
 def test_it_prints_an_aligned_table_of_top_labels_with_percentages(tmp_path):
@@ -168,23 +232,9 @@ def test_from_the_shell_the_exit_code_says_whether_every_file_was_classified(
     good = _write_picture(tmp_path / "good.png", seed=9)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"")
-    environment = {
-        **os.environ,
-        "RECOGNITION_DATA_DIR": str(prepared_models_dir.parent),
-        "SECRET_KEY": "test",
-    }
 
-    def run(*paths: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "manage.py", "classify", "--json", *map(str, paths)],
-            cwd=REPO,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    all_good, one_bad = run(good), run(good, bad)
+    all_good = _run_in_shell(prepared_models_dir, "--json", str(good))
+    one_bad = _run_in_shell(prepared_models_dir, "--json", str(good), str(bad))
 
     assert all_good.returncode == 0, all_good.stderr
     assert one_bad.returncode != 0
@@ -193,3 +243,46 @@ def test_from_the_shell_the_exit_code_says_whether_every_file_was_classified(
         "The file is empty.",
     ]
     assert "CommandError: 1 of 2 files could not be classified." in one_bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_it_exits_cleanly_while_its_runner_thread_is_still_inside_torch(
+    prepared_models_dir, tmp_path, backend
+):
+    picture = _write_picture(tmp_path / "picture.png", seed=10)
+
+    finished = _run_in_shell(
+        prepared_models_dir, "--json", str(picture), backend=backend, before=RUNNER_STILL_IN_TORCH
+    )
+
+    # Left running into interpreter teardown, the runner aborts the process (SIGABRT,
+    # "terminate called without an active exception") after the result was printed.
+    assert finished.returncode == 0, finished.stderr
+    (line,) = _json_lines(finished.stdout)
+    assert line["path"] == str(picture) and len(line["predictions"]) == 3
+
+
+@pytest.mark.slow
+def test_run_after_run_with_every_core_busy_each_exits_0_with_the_same_results(
+    prepared_models_dir, tmp_path, every_core_busy
+):
+    picture = _write_picture(tmp_path / "picture.png", seed=11)
+    (expected,) = get_classifier().classify([decode_image(picture.read_bytes()).image], top_k=3)
+
+    for run in range(RUNS_WITH_EVERY_CORE_BUSY):
+        backend = BACKENDS[run % len(BACKENDS)]
+        finished = _run_in_shell(prepared_models_dir, "--json", str(picture), backend=backend)
+
+        assert finished.returncode == 0, f"run {run + 1} ({backend}): {finished.stderr}"
+        (line,) = _json_lines(finished.stdout)
+        assert (line["path"], line["model"], line["model_version"]) == (
+            str(picture),
+            expected.model.name,
+            expected.model.version,
+        )
+        assert [p["index"] for p in line["predictions"]] == [
+            p.index for p in expected.predictions
+        ]
+        for printed, computed in zip(line["predictions"], expected.predictions):
+            assert printed["score"] == pytest.approx(computed.score, abs=1e-4)  # backends differ
