@@ -31,13 +31,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .backends import DEFAULT_BACKEND
 from .classifier import Recognition, Classifier, LoadedModel
+from .defaults import DEFAULT_BACKEND, DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, DEFAULT_TOP_K
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_BATCH = 8
-DEFAULT_MAX_WAIT_MS = 5.0
 
 
 class ClassifierClosed(RuntimeError):
@@ -97,7 +94,9 @@ class BatchingClassifier(Classifier):
         for runner in self._runners:
             runner.start()
 
-    def classify(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Recognition]:
+    def classify(
+        self, images: Sequence[Image.Image], top_k: int = DEFAULT_TOP_K
+    ) -> list[Recognition]:
         if not images:
             return []
         with self._on_the_way_lock:
