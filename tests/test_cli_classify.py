@@ -9,16 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from PIL import Image
 
 from recognition.configured_classifier import get_classifier
 from recognition.engine.backends import BACKENDS
 from recognition.engine.images import decode_image
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, noise_picture
 
 # Runs of the command, one after the other, with every core busy. Each is a fresh process
 # that spends about 5 s of CPU importing torch, so with half a core each, six take about a
@@ -47,8 +44,7 @@ BatchingClassifier._serve = serve_then_stay_in_torch
 
 def _write_picture(path: Path, seed: int, image_format: str = "PNG") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format=image_format)
+    noise_picture(seed).save(path, format=image_format)
     return path
 
 

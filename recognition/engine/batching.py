@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
-from .classifier import Recognition, Classifier, LoadedModel
-from .defaults import DEFAULT_BACKEND, DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, DEFAULT_TOP_K
+from .classifier import Classifier, LoadedModel, Recognition
+from .defaults import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, DEFAULT_TOP_K
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +70,12 @@ class BatchingClassifier(Classifier):
         self,
         models_dir: Path,
         *,
-        model: str | None = None,
-        threads: int | None = None,
-        backend: str = DEFAULT_BACKEND,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         runners: int = 1,
+        **classifier_options: Any,  # model, threads, backend: as Classifier takes them
     ):
-        super().__init__(models_dir, model=model, threads=threads, backend=backend)
+        super().__init__(models_dir, **classifier_options)
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self._queue: queue.Queue = queue.Queue()

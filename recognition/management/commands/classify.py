@@ -13,6 +13,7 @@ from tqdm import tqdm
 from recognition.configured_classifier import get_classifier
 from recognition.engine.bulk import FileRecognition, classify_files, find_images
 from recognition.engine.classifier import ModelUnavailable
+from recognition.engine.defaults import DEFAULT_MAX_BATCH, DEFAULT_TOP_K
 
 LONGEST_LABEL_SHOWN = 30
 
@@ -26,12 +27,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-        parser.add_argument("--top-k", type=_positive_int, default=3, help="labels per image")
+        parser.add_argument(
+            "--top-k", type=_positive_int, default=DEFAULT_TOP_K, help="labels per image"
+        )
         parser.add_argument(
             "--json", action="store_true", help="one JSON object per line on stdout"
         )
         parser.add_argument(
-            "--batch-size", type=_positive_int, default=8, help="images per forward pass"
+            "--batch-size",
+            type=_positive_int,
+            default=DEFAULT_MAX_BATCH,
+            help="images per forward pass",
         )
 
     def handle(self, *args: str, **options: Any) -> None:
