@@ -15,6 +15,7 @@ go to the log, the client learns what is wrong and what an operator should do.
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from django.template.loader import render_to_string
 
 from .engine.classifier import ModelUnavailable
 from .engine.images import ImageRejected
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,13 @@ def describe_error(exc: BaseException) -> ErrorAnswer | None:
     if isinstance(exc, (ServiceError, ImageRejected, ModelUnavailable)):
         return ErrorAnswer(exc.status, exc.code, exc.message)
     return None
+
+
+def log_server_side(answer: ErrorAnswer, exc: BaseException, request: HttpRequest) -> None:
+    """The detail of a failure on our side (which file, which host, the system's own
+    words) goes to the operator's log, since the client is not told it."""
+    if answer.status >= 500:
+        logger.error("%s on %s: %s", answer.code, request.path, exc)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import logging
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .errors import UploadTooLarge, describe_error, error_response
-
-logger = logging.getLogger(__name__)
+from .errors import UploadTooLarge, describe_error, error_response, log_server_side
 
 # Everything the pages and the Swagger UI load comes from this server. Inline styles are
 # allowed (confidence bars, Swagger UI); inline scripts are not. Uploaded images are
@@ -68,8 +64,7 @@ class ErrorResponseMiddleware:
         answer = describe_error(exc)
         if answer is None:
             return None
-        if answer.status >= 500:
-            logger.error("%s on %s: %s", answer.code, request.path, exc)  # the detail
+        log_server_side(answer, exc, request)
         return error_response(request, answer)
 
 

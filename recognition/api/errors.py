@@ -17,7 +17,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from ..errors import BAD_REQUEST, PERMISSION_DENIED, SERVER_ERROR, describe_error, error_body
+from ..errors import BAD_REQUEST, PERMISSION_DENIED, SERVER_ERROR, describe_error, error_body, log_server_side
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     # The service's own vocabulary: bad images, limits, no model, database or disk down.
     answer = describe_error(exc)
     if answer is not None:
-        if answer.status >= 500:
-            logger.error("%s: %s", answer.code, exc)  # the detail, for the operator
+        log_server_side(answer, exc, context["request"])
         return _response(answer.status, answer.code, answer.message)
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         return _response(status.HTTP_404_NOT_FOUND, "not_found", str(exc) or "Not found.")

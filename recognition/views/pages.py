@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ from .. import storage
 from ..configured_classifier import get_classifier
 from ..engine.classifier import ModelUnavailable
 from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
-from ..errors import describe_error, too_large_message
+from ..errors import describe_error, log_server_side, too_large_message
 from ..forms import HistorySearchForm, UploadForm
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..throttling import throttle_uploads
@@ -29,8 +28,6 @@ from ..services import (
     upload_classify,
     upload_delete,
 )
-
-logger = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 24
 DETAIL_TOP_K = 5
@@ -83,8 +80,7 @@ def _upload_one(request: HttpRequest, file: UploadedFile) -> UploadPageResult:
         answer = describe_error(exc)
         if answer is None:
             raise
-        if answer.status >= 500:
-            logger.error("%s for %s: %s", answer.code, request.path, exc)  # the detail
+        log_server_side(answer, exc, request)
         return UploadPageResult(name, error=answer.message, status=answer.status)
     return UploadPageResult(outcome.upload.original_filename, outcome=outcome)
 
