@@ -17,6 +17,12 @@ MAX_STORED_PREDICTIONS = 10
 MAX_FILENAME_LENGTH = 255
 
 
+class ThumbnailState(models.TextChoices):
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class StoredImage(models.Model):
     sha256 = models.CharField("SHA-256", max_length=64, unique=True)
     # Relative to MEDIA_ROOT and derived from the hash, never from the user's filename.
@@ -26,9 +32,21 @@ class StoredImage(models.Model):
     format = models.CharField(max_length=10)
     byte_size = models.PositiveBigIntegerField("bytes")
     created_at = models.DateTimeField(auto_now_add=True)
+    # The thumbnail is made by a background task after the upload commits. These fields
+    # are the truth about that work, whatever the broker did with its message: a pending
+    # thumbnail whose claim is older than the stale limit is queued again (tasks.py).
+    thumbnail_state = models.CharField(
+        max_length=10, choices=ThumbnailState.choices, default=ThumbnailState.PENDING
+    )
+    # When a worker took the task, renewed while it works; None while nobody has it.
+    thumbnail_claimed_at = models.DateTimeField(null=True, blank=True)
+    thumbnail_attempts = models.PositiveSmallIntegerField(default=0)
+    # Why the original could not be made into a thumbnail (state "failed").
+    thumbnail_error = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["thumbnail_state", "thumbnail_claimed_at"])]
         constraints = [
             models.CheckConstraint(
                 condition=Exact(Length("sha256"), 64) & Exact(F("sha256"), Lower("sha256")),
@@ -137,3 +155,30 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_filename} by {self.user}"
+
+
+class ActiveModel(models.Model):
+    """Which prepared model every web node and worker serves: one row per activation, and
+    the newest row is the active model. Older rows are the history a rollback goes back to.
+    """
+
+    key = models.CharField(max_length=100, help_text="A prepared build, e.g. resnet18-1a2b3c4d5e6f.")
+    previous_key = models.CharField(
+        max_length=100, blank=True, help_text="What was active before: the rollback target."
+    )
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty when a command or a deployment activated it.",
+    )
+    activated_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-activated_at", "-id"]
+        get_latest_by = ["activated_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} (since {self.activated_at:%Y-%m-%d %H:%M})"
