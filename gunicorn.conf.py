@@ -25,6 +25,14 @@ accesslog = os.getenv("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access lo
 wsgi_app = "classifier_site.wsgi:application"
 
 
+def on_starting(server):
+    """Refuse to start, before any worker forks, when the configuration cannot work: a bad
+    variable, an unreachable or misconfigured database, object store or Redis."""
+    from classifier_site.startup import refuse_bad_configuration
+
+    refuse_bad_configuration("gunicorn")
+
+
 def post_worker_init(worker):
     """Load and warm the model before this worker takes its first request."""
     from django.conf import settings

@@ -10,7 +10,9 @@ variable and says what it should be.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -59,3 +61,66 @@ def envrate(name: str, default: str) -> str:
 def envlist(name: str, default: str) -> list[str]:
     """Comma-separated values; blanks around and between commas are dropped."""
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+# The databases this service is built and tested for (README, "Configuration").
+_DATABASE_ENGINES = {
+    "django.db.backends.sqlite3": "SQLite",
+    "django.db.backends.postgresql": "PostgreSQL",
+}
+
+
+def envdatabase(name: str, default: str, **options) -> dict:
+    """Django's DATABASES entry for a database URL; the message of a bad one shows only
+    its scheme, since the rest may hold a password."""
+    value = os.getenv(name) or default
+    scheme = urlsplit(value).scheme or "(none)"
+    fix = (
+        f"{name} must be a database URL such as postgres://user:password@host:5432/name "
+        "or sqlite:////absolute/path/db.sqlite3"
+    )
+    try:
+        database = dj_database_url.parse(value, **options)
+    except (ValueError, KeyError) as exc:  # unknown scheme, bad port, unquoted characters
+        reason = str(exc).split(". ")[0].rstrip(".")
+        raise BadEnvironmentValue(f"{fix}; the value given (scheme {scheme}) is not: {reason}.") from None
+    if database["ENGINE"] not in _DATABASE_ENGINES:
+        raise BadEnvironmentValue(
+            f"{fix}; scheme {scheme} is not supported here "
+            f"(supported: {', '.join(_DATABASE_ENGINES.values())})."
+        )
+    if database["ENGINE"] != "django.db.backends.sqlite3" and not (
+        database["HOST"] and database["NAME"]
+    ):
+        raise BadEnvironmentValue(f"{fix}; the value given names no host or no database.")
+    return database
+
+
+def envredis(name: str) -> str:
+    """A Redis URL (redis://, rediss:// or unix://), or "" when the variable is unset. The
+    message of a bad one shows only its scheme, since the rest may hold a password."""
+    value = (os.getenv(name) or "").strip()
+    if not value:
+        return ""
+    fix = (
+        f"{name} must be a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS, "
+        f"unix:///path/to/redis.sock), or be left unset to run without Redis"
+    )
+    parts = urlsplit(value)
+    scheme = parts.scheme or "(none)"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise BadEnvironmentValue(f"{fix}; the value given has scheme {scheme}.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise BadEnvironmentValue(f"{fix}; the value given (scheme {scheme}) has a bad port.") from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise BadEnvironmentValue(f"{fix}; the value given names no socket path.")
+    elif not parts.hostname:
+        raise BadEnvironmentValue(f"{fix}; the value given names no host.")
+    elif parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        raise BadEnvironmentValue(
+            f"{fix}; the part after the host must be a database number such as /0."
+        )
+    return value

@@ -10,12 +10,9 @@ import os
 import secrets
 from pathlib import Path
 
-import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
-
 from recognition.engine import defaults as engine_defaults
 
-from .env import envbool, envint, envlist, envrate
+from .env import BadEnvironmentValue, envbool, envdatabase, envint, envlist, envrate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.getenv("RECOGNITION_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -95,8 +92,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.getenv("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+    "default": envdatabase(
+        "DATABASE_URL",
+        f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
     )
 }
@@ -150,7 +148,7 @@ RECOGNITION_MODEL = os.getenv("RECOGNITION_MODEL") or None
 RECOGNITION_TORCH_THREADS = envint("RECOGNITION_TORCH_THREADS", None, minimum=1)
 RECOGNITION_BACKEND = os.getenv("RECOGNITION_BACKEND", engine_defaults.DEFAULT_BACKEND)
 if RECOGNITION_BACKEND not in engine_defaults.BACKENDS:
-    raise ImproperlyConfigured(
+    raise BadEnvironmentValue(
         f"RECOGNITION_BACKEND must be one of {', '.join(engine_defaults.BACKENDS)}, "
         f"not {RECOGNITION_BACKEND!r}"
     )
