@@ -4,7 +4,9 @@ The engine is never faked here: tests classify with a random-weights ResNet-18 t
 went through the same prepare_model path as a user's custom weights.
 """
 
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,13 @@ import torch
 import torchvision
 
 from recognition.configured_classifier import reset_classifier
+from recognition.engine import model_store
 from recognition.engine.prepare import prepare
 
 pytest_plugins = ["tests.web_fixtures"]
+
+# The live cluster tests need the servers scripts/with-cluster starts (make test-cluster).
+collect_ignore = [] if os.environ.get("NODE_A_URL") else ["cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +38,18 @@ def prepared_models_dir(tmp_path_factory, random_weights_file) -> Path:
     return models_dir
 
 
+@pytest.fixture(scope="session")
+def session_model_key(prepared_models_dir) -> str:
+    return model_store.sole_build(prepared_models_dir)
+
+
 @pytest.fixture(autouse=True)
-def recognition_settings(settings, tmp_path, prepared_models_dir, monkeypatch):
-    """Every test gets the session's model, its own media folder and torch cache."""
+def recognition_settings(settings, tmp_path, prepared_models_dir, session_model_key, monkeypatch):
+    """Every test gets the session's model, its own media folder and torch cache. The
+    model is pinned (RECOGNITION_MODEL), so a test reads no active-model row unless it
+    unpins it (tests/test_active_model_switch.py)."""
     settings.RECOGNITION_MODELS_DIR = prepared_models_dir
-    settings.RECOGNITION_MODEL = None
+    settings.RECOGNITION_MODEL = session_model_key
     settings.MEDIA_ROOT = tmp_path / "media"
     # Static files from the source folders, whether or not collectstatic ran here.
     settings.STORAGES = {
@@ -45,11 +58,20 @@ def recognition_settings(settings, tmp_path, prepared_models_dir, monkeypatch):
     }
     settings.WHITENOISE_USE_FINDERS = True
     settings.STATIC_ROOT = None
+    if settings.RECOGNITION_S3_BUCKET:
+        # The object store is shared by the whole run: each test its own key prefix, as
+        # each has its own MEDIA_ROOT (Django resets default_storage on this change).
+        files = settings.STORAGES["default"]
+        options = {**files.get("OPTIONS", {}), "location": f"tests/{uuid.uuid4().hex}"}
+        settings.STORAGES = {**settings.STORAGES, "default": {**files, "OPTIONS": options}}
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     yield settings
     # The session model stays loaded across tests; models a test pointed the settings
     # at are dropped with it, so they do not pile up in memory.
-    if settings.RECOGNITION_MODELS_DIR != prepared_models_dir or settings.RECOGNITION_MODEL:
+    if (
+        settings.RECOGNITION_MODELS_DIR != prepared_models_dir
+        or settings.RECOGNITION_MODEL != session_model_key
+    ):
         reset_classifier()
 
 
