@@ -124,3 +124,47 @@ def envredis(name: str) -> str:
             f"{fix}; the part after the host must be a database number such as /0."
         )
     return value
+
+
+def envendpoint(name: str) -> str:
+    """An S3-compatible server's base URL (http:// or https://, a host, maybe a port), or
+    "" when the variable is unset: boto3 then talks to AWS itself."""
+    value = (os.getenv(name) or "").strip()
+    if not value:
+        return ""
+    fix = (
+        f"{name} must be the object store's base URL, such as http://127.0.0.1:8333 or "
+        f"https://s3.eu-central-1.amazonaws.com, or be left unset for AWS S3"
+    )
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise BadEnvironmentValue(f"{fix}; the value given has scheme {parts.scheme or '(none)'}.")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise BadEnvironmentValue(f"{fix}; the value given has a bad port.") from None
+    if not parts.hostname:
+        raise BadEnvironmentValue(f"{fix}; the value given names no host.")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise BadEnvironmentValue(
+            f"{fix}; the value given carries a user, a query or a fragment: keys go in "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+        )
+    return value
+
+
+def envbucket(name: str) -> str:
+    """An S3 bucket name, or "" when the variable is unset (files then stay on local disk)."""
+    value = (os.getenv(name) or "").strip()
+    if value and not (
+        3 <= len(value) <= 63
+        and all(c.islower() or c.isdigit() or c in ".-" for c in value)
+        and value[0].isalnum()
+        and value[-1].isalnum()
+    ):
+        raise BadEnvironmentValue(
+            f"{name} must be an S3 bucket name (3 to 63 lowercase letters, digits, dots or "
+            f"hyphens, such as recognition-images), or be left unset to keep files on the "
+            f"local disk; not {value!r}."
+        )
+    return value

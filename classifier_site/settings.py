@@ -12,7 +12,17 @@ from pathlib import Path
 
 from recognition.engine import defaults as engine_defaults
 
-from .env import BadEnvironmentValue, envbool, envdatabase, envint, envlist, envrate
+from .env import (
+    BadEnvironmentValue,
+    envbool,
+    envbucket,
+    envdatabase,
+    envendpoint,
+    envint,
+    envlist,
+    envrate,
+    envredis,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.getenv("RECOGNITION_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -131,8 +141,34 @@ STATIC_ROOT = Path(os.getenv("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", DATA_DIR / "media"))
 # Media are never served by URL: images go out through views that check ownership.
 MEDIA_URL = None
+# Images, thumbnails and published models: files on the local disk under MEDIA_ROOT (one
+# machine), or, with RECOGNITION_S3_BUCKET, objects in an S3-compatible store that every
+# node shares. boto3 reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or its other
+# credential sources) itself; they never pass through the settings.
+RECOGNITION_S3_BUCKET = envbucket("RECOGNITION_S3_BUCKET")
+AWS_S3_ENDPOINT_URL = envendpoint("AWS_S3_ENDPOINT_URL")
+AWS_S3_REGION_NAME = os.getenv("AWS_S3_REGION_NAME", "").strip()
+if RECOGNITION_S3_BUCKET:
+    _file_storage = {
+        "BACKEND": "recognition.storage_backends.ObjectStoreStorage",
+        "OPTIONS": {
+            "bucket_name": RECOGNITION_S3_BUCKET,
+            "endpoint_url": AWS_S3_ENDPOINT_URL or None,
+            "region_name": AWS_S3_REGION_NAME or None,
+            # Private objects: images reach browsers only through the views that check
+            # ownership, never by an object URL, signed or not (SECURITY.md).
+            "default_acl": "private",
+            "querystring_auth": True,
+            # Names derive from content: the same name is the same bytes.
+            "file_overwrite": True,
+            # Another S3 server's host name takes no bucket sub-domains.
+            "addressing_style": "path" if AWS_S3_ENDPOINT_URL else None,
+        },
+    }
+else:
+    _file_storage = {"BACKEND": "recognition.storage_backends.AtomicFileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _file_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 # Without collectstatic (development, tests) whitenoise serves from the source folders.
@@ -143,8 +179,11 @@ if WHITENOISE_USE_FINDERS:
 # --- Recognition -------------------------------------------------------------------
 # Prepared artifacts; separate from DATA_DIR so an image can bake them in.
 RECOGNITION_MODELS_DIR = Path(os.getenv("RECOGNITION_MODELS_DIR", DATA_DIR / "models")).resolve()
-# Serve this prepared model instead of the one prepare_model made active last.
+# Serve this prepared model, pinned, instead of the active one (the newest ActiveModel row).
 RECOGNITION_MODEL = os.getenv("RECOGNITION_MODEL") or None
+# Each process reads the active-model row at most this often: a newly activated model is
+# served by every node within this many seconds of its next request (or worker tick).
+RECOGNITION_MODEL_CHECK_SECONDS = envint("RECOGNITION_MODEL_CHECK_SECONDS", 5, minimum=0)
 RECOGNITION_TORCH_THREADS = envint("RECOGNITION_TORCH_THREADS", None, minimum=1)
 RECOGNITION_BACKEND = os.getenv("RECOGNITION_BACKEND", engine_defaults.DEFAULT_BACKEND)
 if RECOGNITION_BACKEND not in engine_defaults.BACKENDS:
@@ -176,14 +215,64 @@ RECOGNITION_UPLOAD_RATE_SUSTAINED = envrate("RECOGNITION_UPLOAD_RATE_SUSTAINED",
 RECOGNITION_LOGIN_RATE = envrate("RECOGNITION_LOGIN_RATE", "10/min")
 
 # Throttle counters must be shared by every gunicorn worker: a per-process cache would
-# multiply each limit by the number of workers. Files in the data dir need no server.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": os.getenv("RECOGNITION_CACHE_DIR", str(DATA_DIR / "cache")),
-        "OPTIONS": {"MAX_ENTRIES": 20_000},
+# multiply each limit by the number of workers. With REDIS_URL they live in Redis, shared
+# by every node; without it, files in the data dir, which need no server (one machine).
+REDIS_URL = envredis("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # An unreachable Redis must fail a request quickly, not hang it
+            # (SECURITY.md, "Rate limits" says what the limits do then).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
     }
-}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.getenv("RECOGNITION_CACHE_DIR", str(DATA_DIR / "cache")),
+            "OPTIONS": {"MAX_ENTRIES": 20_000},
+        }
+    }
+
+# --- Background work (Celery; classifier_site/celery.py, recognition/tasks.py) -------
+# The broker is Redis when REDIS_URL is set, so workers can run on any machine. Without
+# it, kombu's filesystem transport under the data dir: no server to install. README,
+# "Background work", says why this one and not the SQLAlchemy transport. Whatever the
+# broker, the database is the truth about work: tasks.sweep() queues again what a dead
+# worker left behind.
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+_BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {}
+    if REDIS_URL
+    else {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "control_folder": str(_BROKER_DIR / "control"),
+    }
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Acknowledge after the task ran, not before: a worker killed mid-task leaves the message
+# to be delivered again (on brokers that can), and the tasks are idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True  # results live in the database rows, not the broker
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Threads in one process: a kill takes all of its work with it (nothing half-orphaned),
+# and image and model work release the GIL.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = envint("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A pending thumbnail whose claim has not been renewed for this long belongs to a dead
+# worker and is queued again; a live worker renews it every third of this.
+RECOGNITION_TASK_STALE_SECONDS = envint("RECOGNITION_TASK_STALE_SECONDS", 60, minimum=1)
+# How often each worker sweeps for such work (and checks the active model).
+RECOGNITION_TASK_SWEEP_SECONDS = envint("RECOGNITION_TASK_SWEEP_SECONDS", 30, minimum=1)
 
 # Small files stay in memory; anything larger is spooled to a temporary file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440

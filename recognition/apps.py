@@ -8,6 +8,7 @@ class RecognitionConfig(AppConfig):
     verbose_name = "Image recognition"
 
     def ready(self) -> None:
+        from . import storage_checks  # noqa: F401 - registers the object store's check
         from .signals import delete_uploads_of_deleted_user
 
         pre_delete.connect(

@@ -65,8 +65,9 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class StorageFailed(ServiceError):
-    """An image could not be written under MEDIA_ROOT (full, read-only, not permitted).
-    `str()` keeps the system's own words for the log; `message` is for the client."""
+    """An image could not be written to the file storage (disk full, read-only, not
+    permitted; object store unreachable or refusing). `str()` keeps the system's own words
+    for the log; `message` is for the client."""
 
     def __init__(self, error: OSError):
         self.errno = error.errno
@@ -79,10 +80,26 @@ class StorageFailed(ServiceError):
         else:
             self.status, self.code = 503, "storage_unavailable"
             message = (
-                "The server cannot store images right now (its image folder is not "
-                "writable). Nothing was saved; please tell the administrator."
+                "The server cannot store images right now (its image storage is not "
+                "writable or cannot be reached). Nothing was saved; please try again later "
+                "or tell the administrator."
             )
         super().__init__(message)
+        self.args = (error.strerror or str(error),)
+
+
+class StorageUnavailable(ServiceError):
+    """A stored file could not be read: the object store is unreachable or refusing, or
+    the disk cannot be read. `str()` keeps the system's own words for the log."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, error: OSError):
+        super().__init__(
+            "The server cannot read its stored images right now. Please try again in a "
+            "moment, or tell the administrator if it lasts."
+        )
         self.args = (error.strerror or str(error),)
 
 

@@ -1,5 +1,6 @@
-"""Files under MEDIA_ROOT that no stored image refers to, and stored images whose file is
-gone: what a killed worker, a database lost mid-upload or a hand-edited disk leaves behind.
+"""Files in the storage (local disk or object store) that no stored image refers to, and
+stored images whose file is gone: what a killed worker, a database lost mid-upload or a
+hand-edited store leaves behind.
 
 Only files older than an hour count as orphans: a younger one may belong to an upload that
 is about to commit its row (the file is written first), so it is left alone.
@@ -8,14 +9,14 @@ is about to commit its row (the file is written first), so it is left alone.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime, timedelta
 
-from django.conf import settings
+from django.utils import timezone
 
 from . import storage
 from .models import StoredImage
+from .storage import StoredFile
 
 logger = logging.getLogger(__name__)
 
@@ -25,64 +26,59 @@ SCANNED_FOLDERS = ("images", "thumbnails")
 
 @dataclass
 class OrphanScan:
-    orphans: list[Path] = field(default_factory=list)  # unreferenced, old enough to go
-    recent: list[Path] = field(default_factory=list)  # unreferenced, maybe an upload in flight
+    orphans: list[StoredFile] = field(default_factory=list)  # unreferenced, old enough to go
+    recent: list[StoredFile] = field(default_factory=list)  # unreferenced, maybe in flight
     missing: list[StoredImage] = field(default_factory=list)  # rows whose image file is gone
 
     @property
     def orphan_bytes(self) -> int:
-        return sum(_size(path) for path in self.orphans)
+        return sum(file.size for file in self.orphans)
 
 
-def orphans_find(*, now: float | None = None) -> OrphanScan:
-    root = Path(settings.MEDIA_ROOT)
-    now = time.time() if now is None else now
-    referenced: set[Path] = set()
+def orphans_find(*, now: datetime | None = None) -> OrphanScan:
+    """Raises storage.StorageError when the storage cannot be listed."""
+    now = now or _now()
     scan = OrphanScan()
-    for stored in StoredImage.objects.order_by("pk").iterator():
-        image = storage.media_path(stored.path)
-        referenced.add(image)
-        referenced.add(storage.media_path(storage.thumbnail_relative_path(stored.sha256)))
-        if not image.is_file():
-            scan.missing.append(stored)
-    for folder in SCANNED_FOLDERS:
-        for path in sorted((root / folder).rglob("*")):
-            if path in referenced or not path.is_file():
-                continue
-            # Temporary files of interrupted writes are never referenced, like any orphan.
-            old = now - _mtime(path, default=now) >= MIN_AGE_SECONDS
-            (scan.orphans if old else scan.recent).append(path)
+    # The rows first, then the listing: an image's file is written before its row, so
+    # every row read here had its file in place before the listing began.
+    rows = list(StoredImage.objects.order_by("pk").iterator())
+    referenced = {name for stored in rows for name in (stored.path, _thumbnail(stored))}
+    listed = {
+        file.name: file for folder in SCANNED_FOLDERS for file in storage.list_files(folder)
+    }
+    scan.missing = [stored for stored in rows if stored.path not in listed]
+    min_age = timedelta(seconds=MIN_AGE_SECONDS)
+    for name in sorted(listed):
+        if name in referenced:
+            continue
+        # Temporary files of interrupted writes are never referenced, like any orphan.
+        file = listed[name]
+        (scan.orphans if now - file.modified >= min_age else scan.recent).append(file)
     return scan
 
 
-def orphans_remove(scan: OrphanScan) -> list[Path]:
+def orphans_remove(scan: OrphanScan) -> list[StoredFile]:
     """Remove the scan's orphans; the ones actually removed."""
     removed = []
-    for path in scan.orphans:
+    for file in scan.orphans:
         # Files are named by their hash: an upload of the same bytes since the scan may
         # have adopted this one (it found the file there and did not write its own).
-        if StoredImage.objects.filter(sha256=path.name.split(".")[0]).exists():
+        sha256 = file.name.rsplit("/", 1)[-1].split(".")[0]
+        if sha256 and StoredImage.objects.filter(sha256=sha256).exists():
             continue
         try:
-            path.unlink()
-        except FileNotFoundError:
+            storage.delete(file.name)
+        except storage.StorageError as exc:
+            logger.warning("Could not remove %s: %s", file.name, exc)
             continue
-        except OSError as exc:
-            logger.warning("Could not remove %s: %s", path, exc)
-            continue
-        removed.append(path)
+        removed.append(file)
     return removed
 
 
-def _mtime(path: Path, *, default: float) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return default
+def _thumbnail(stored: StoredImage) -> str:
+    return storage.thumbnail_name(stored.sha256)
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
+def _now() -> datetime:
+    # One place to read the clock: tests age the files by moving it forward.
+    return timezone.now()

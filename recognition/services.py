@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
@@ -68,7 +66,7 @@ def upload_classify(
 
     Raises UploadTooLarge, engine.images.ImageRejected, engine.classifier.ModelUnavailable
     or StorageFailed, each with its status, code and message (errors.py). After any
-    failure nothing new is left in the database or under MEDIA_ROOT (but for a file whose
+    failure nothing new is left in the database or the file storage (but for a file whose
     database vanished mid-upload: see cleanup_orphans).
     """
     if not 1 <= top_k <= MAX_TOP_K:
@@ -98,12 +96,10 @@ def upload_delete(*, user: AbstractBaseUser, upload_id: int) -> None:
         upload.delete()
         if stored.uploads.exists():
             return
-        paths = [
-            storage.media_path(stored.path),
-            storage.media_path(storage.thumbnail_relative_path(stored.sha256)),
-        ]
+        names = [stored.path, storage.thumbnail_name(stored.sha256)]
         stored.delete()  # cascades to its classifications and their predictions
-        transaction.on_commit(lambda: [storage.remove_quietly(path) for path in paths])
+        # After the commit: a rolled-back delete must still find its files.
+        transaction.on_commit(lambda: [storage.delete_quietly(name) for name in names])
 
 
 def _read_within_limit(file: File) -> bytes:
@@ -127,18 +123,18 @@ def _upload_once(
     user: AbstractBaseUser, data: bytes, sha256: str, filename: str
 ) -> tuple[Upload, bool]:
     recognised = _recognise_unless_known(data, sha256)
-    path = storage.media_path(recognised.facts.path)
-    wrote = _write_image(path, data)  # the file first: a row never points at nothing
+    name = recognised.facts.path
+    wrote = _write_image(name, data)  # the file first: a row never points at nothing
     try:
         upload, duplicate = _record(user, recognised, filename)
     except BaseException:
         if wrote and not _is_referenced(sha256):
-            storage.remove_quietly(path)
+            storage.delete_quietly(name)
         raise
     # A concurrent delete of the last other upload may have removed the file meanwhile.
     # The rows are committed by now: a failure here must not claim nothing was saved.
     try:
-        storage.write_if_missing(path, data)
+        storage.save_if_missing(name, data)
     except OSError as exc:
         # The next upload of these bytes writes it again; cleanup_orphans reports it.
         logger.error("Image %s is recorded but could not be rewritten: %s", sha256, exc)
@@ -163,7 +159,7 @@ def _recognise_unless_known(data: bytes, sha256: str) -> _Recognised:
         decoded = _decode_upload(data, classifier)
         facts = _ImageFacts(
             sha256=sha256,
-            path=storage.image_relative_path(sha256, decoded.format),
+            path=storage.image_name(sha256, decoded.format),
             width=decoded.width,
             height=decoded.height,
             format=decoded.format,
@@ -209,10 +205,10 @@ def _decode_upload(data: bytes, classifier: engine.Classifier) -> DecodedImage:
     return decode_image(data, max_pixels=settings.RECOGNITION_MAX_PIXELS, min_side=min_side)
 
 
-def _write_image(path: Path, data: bytes) -> bool:
+def _write_image(name: str, data: bytes) -> bool:
     try:
-        return storage.write_if_missing(path, data)
-    except OSError as exc:  # disk full, read-only, not permitted: no row is written
+        return storage.save_if_missing(name, data)
+    except storage.StorageError as exc:  # full, read-only, store away or refusing: no row
         raise StorageFailed(exc) from exc
 
 
