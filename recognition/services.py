@@ -16,7 +16,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from . import storage
+from . import storage, tasks
 from .configured_classifier import get_classifier
 from .engine import classifier as engine
 from .engine.defaults import DEFAULT_TOP_K
@@ -189,6 +189,9 @@ def _record(user: AbstractBaseUser, recognised: _Recognised, filename: str) -> t
         stored, created = _get_or_create_stored_image(
             recognised.facts, probably_new=recognised.new_image
         )
+        if created:
+            # Off the request: a worker makes the thumbnail once the row is committed.
+            transaction.on_commit(lambda: tasks.queue_thumbnail(stored.pk))
         if created and result is not None:
             # No other transaction can see the new image yet, so no classification or
             # upload of it can exist: plain inserts, no look-ups, no savepoints.

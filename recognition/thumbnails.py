@@ -1,57 +1,44 @@
-"""Small JPEG previews, made once per stored image on first request and then reused."""
+"""Small JPEG previews: rendered by a background task (tasks.make_thumbnail) from the
+stored original, kept in the storage next to it, and served by the thumbnail view. Until
+one exists the view answers with PLACEHOLDER_SVG."""
 
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
-from pathlib import Path
 
 from django.conf import settings
 from PIL import Image
 
 from . import storage
-from .engine.images import ImageRejected, decode_image
+from .engine.images import decode_image
 from .models import StoredImage
 
 THUMBNAIL_SIZE = 256
 THUMBNAIL_CONTENT_TYPE = "image/jpeg"
-# Originals that could not be made into a thumbnail, with the size and modification time
-# they had then: decoding a broken 40-megapixel file again on every page view would cost
-# as much each time, while a file rewritten since (same name, new stat) is tried afresh.
-_FAILED_MAX = 1024
-_failed: OrderedDict[str, tuple[tuple[int, int], str]] = OrderedDict()
-_failed_lock = threading.Lock()
+PLACEHOLDER_CONTENT_TYPE = "image/svg+xml"
+# What an <img> shows while the thumbnail is being made: a neutral square, no script.
+PLACEHOLDER_SVG = (
+    f'<svg xmlns="http://www.w3.org/2000/svg" width="{THUMBNAIL_SIZE}" height="{THUMBNAIL_SIZE}" '
+    f'viewBox="0 0 {THUMBNAIL_SIZE} {THUMBNAIL_SIZE}" role="img" aria-label="Preview being made">'
+    '<rect width="100%" height="100%" fill="#eef0f3"/>'
+    '<text x="50%" y="50%" fill="#6b7280" font-family="sans-serif" font-size="20" '
+    'text-anchor="middle" dominant-baseline="middle">Preview coming…</text></svg>'
+).encode()
 
 
-def thumbnail_for(stored: StoredImage) -> Path:
-    """The thumbnail's path, creating it if needed. Raises OSError when the original is
-    missing and ImageRejected when it can no longer be decoded."""
-    path = storage.media_path(storage.thumbnail_relative_path(stored.sha256))
-    if path.exists():
-        return path
-    original = storage.media_path(stored.path)
-    status = original.stat()  # OSError when the original is missing
-    signature = (status.st_size, status.st_mtime_ns)
-    with _failed_lock:
-        failed = _failed.get(stored.sha256)
-    if failed is not None and failed[0] == signature:
-        # A new exception each time: one shared instance would collect every thread's
-        # traceback.
-        raise ImageRejected(failed[1])
-    try:
-        data = original.read_bytes()
-        limit = settings.RECOGNITION_MAX_PIXELS
-        image = decode_image(data, max_pixels=limit, min_side=THUMBNAIL_SIZE).image
-    except ImageRejected as exc:
-        with _failed_lock:
-            _failed[stored.sha256] = (signature, exc.message)
-            while len(_failed) > _FAILED_MAX:
-                _failed.popitem(last=False)
-        raise
+def render(stored: StoredImage) -> bytes:
+    """The thumbnail of `stored` as JPEG bytes. Raises FileNotFoundError when the original
+    is missing, storage.StorageError when the storage fails, ImageRejected when the
+    original cannot be decoded (any more)."""
+    with storage.open_file(stored.path) as original:
+        data = original.read()  # at most RECOGNITION_MAX_UPLOAD_BYTES: it was uploaded
+    limit = settings.RECOGNITION_MAX_PIXELS
+    image = decode_image(data, max_pixels=limit, min_side=THUMBNAIL_SIZE).image
     image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85, optimize=True)
-    # Two first requests may both render it; the atomic rename makes that harmless.
-    storage.write_atomically(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
+
+
+def thumbnail_name(stored: StoredImage) -> str:
+    return storage.thumbnail_name(stored.sha256)

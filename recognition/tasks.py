@@ -1,0 +1,162 @@
+"""Background work, run by `celery -A classifier_site worker` (classifier_site/celery.py).
+
+Tasks take ids, never payloads, and can run twice without harm: the database row, not
+the broker, says what is left to do. make_thumbnail claims its row with one conditional
+UPDATE (pending, and unclaimed or with a stale claim), so of two deliveries of the same
+message only one does the work; it renews the claim while it works, so a claim that
+stops being renewed means its worker died, and sweep() queues that row again. This is
+what makes a worker killed mid-task lose nothing even on a broker that drops an
+unacknowledged message with its consumer (kombu's filesystem transport).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import connections
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import storage, thumbnails
+from .engine.images import ImageRejected
+from .models import StoredImage, ThumbnailState
+
+logger = logging.getLogger(__name__)
+
+# A thumbnail whose storage kept failing is given up after this many tries (the sweep
+# retries a failed try once its claim is stale, so this is minutes, not a busy loop).
+MAX_THUMBNAIL_ATTEMPTS = 5
+_SWEEP_BATCH = 500
+_ERROR_LENGTH = StoredImage._meta.get_field("thumbnail_error").max_length
+
+
+def queue_thumbnail(stored_image_id: int) -> None:
+    """Queue the thumbnail of a newly stored image (called once its row is committed). A
+    broker that cannot take the message now costs only time: the row is pending, and the
+    next sweep queues it again."""
+    try:
+        make_thumbnail.delay(stored_image_id)
+    except Exception as exc:  # kombu/redis raise their own connection errors
+        logger.warning(
+            "Could not queue the thumbnail of image %s (the sweep will): %s", stored_image_id, exc
+        )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def make_thumbnail(stored_image_id: int) -> str:
+    """Render and store the thumbnail of one stored image; what happened, in a word."""
+    claim = _claim(stored_image_id)
+    if claim is None:
+        return "nothing to do"  # made already, failed, gone, or another worker has it
+    stored = StoredImage.objects.get(pk=stored_image_id)
+    try:
+        with _heartbeat(stored_image_id, claim):
+            jpeg = thumbnails.render(stored)
+            storage.save(thumbnails.thumbnail_name(stored), jpeg)
+    except ImageRejected as exc:
+        _finish(stored_image_id, ThumbnailState.FAILED, exc.message)
+        logger.warning("No thumbnail for image %s: %s", stored.sha256, exc.message)
+        return "failed"
+    except FileNotFoundError:
+        _finish(stored_image_id, ThumbnailState.FAILED, "The original image is missing.")
+        logger.warning("No thumbnail for image %s: the original is missing", stored.sha256)
+        return "failed"
+    except OSError as exc:  # storage.StorageError: the claim goes stale, the sweep retries
+        logger.warning("Thumbnail of image %s not stored, will retry: %s", stored.sha256, exc)
+        return "retry"
+    _finish(stored_image_id, ThumbnailState.READY, "")
+    logger.info("Thumbnail made for image %s", stored.sha256)
+    return "made"
+
+
+def sweep() -> int:
+    """Queue again every pending thumbnail nobody is working on: claimed by a worker that
+    stopped renewing its claim, or never claimed although its message should have been
+    taken by now. Gives up on rows tried too often. Then checks which model is active.
+    Returns how many were queued."""
+    stale = _stale_before()
+    pending = StoredImage.objects.filter(thumbnail_state=ThumbnailState.PENDING)
+    abandoned = pending.filter(
+        Q(thumbnail_claimed_at__lt=stale)
+        | Q(thumbnail_claimed_at__isnull=True, created_at__lt=stale)
+    )
+    gave_up = abandoned.filter(thumbnail_attempts__gte=MAX_THUMBNAIL_ATTEMPTS).update(
+        thumbnail_state=ThumbnailState.FAILED,
+        thumbnail_claimed_at=None,
+        thumbnail_error=f"Gave up after {MAX_THUMBNAIL_ATTEMPTS} attempts.",
+    )
+    if gave_up:
+        logger.error("Gave up on %s thumbnails after %s attempts", gave_up, MAX_THUMBNAIL_ATTEMPTS)
+    ids = list(abandoned.values_list("pk", flat=True).order_by("pk")[:_SWEEP_BATCH])
+    for stored_image_id in ids:
+        make_thumbnail.delay(stored_image_id)
+    if ids:
+        logger.info("Sweep queued %s pending thumbnails again", len(ids))
+    _refresh_active_model()
+    return len(ids)
+
+
+def _refresh_active_model() -> None:
+    from . import configured_classifier
+
+    refresh = getattr(configured_classifier, "refresh_active_model", None)
+    if refresh is not None:
+        refresh()
+
+
+def _stale_before() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.RECOGNITION_TASK_STALE_SECONDS)
+
+
+def _claim(stored_image_id: int) -> datetime | None:
+    """Take the row if it is pending and nobody live has it; the claim's time, or None."""
+    now = timezone.now()
+    taken = (
+        StoredImage.objects.filter(pk=stored_image_id, thumbnail_state=ThumbnailState.PENDING)
+        .filter(Q(thumbnail_claimed_at__isnull=True) | Q(thumbnail_claimed_at__lt=_stale_before()))
+        .update(thumbnail_claimed_at=now, thumbnail_attempts=F("thumbnail_attempts") + 1)
+    )
+    return now if taken else None
+
+
+def _finish(stored_image_id: int, state: str, error: str) -> None:
+    StoredImage.objects.filter(pk=stored_image_id, thumbnail_state=ThumbnailState.PENDING).update(
+        thumbnail_state=state, thumbnail_claimed_at=None, thumbnail_error=error[:_ERROR_LENGTH]
+    )
+
+
+@contextmanager
+def _heartbeat(stored_image_id: int, claimed_at: datetime) -> Iterator[None]:
+    """Renew the claim every third of the stale limit while the body runs."""
+    stop = threading.Event()
+    interval = settings.RECOGNITION_TASK_STALE_SECONDS / 3
+
+    def renew() -> None:
+        claim = claimed_at
+        try:
+            while not stop.wait(interval):
+                now = timezone.now()
+                renewed = StoredImage.objects.filter(
+                    pk=stored_image_id, thumbnail_claimed_at=claim
+                ).update(thumbnail_claimed_at=now)
+                if not renewed:
+                    return  # finished, or taken over after all: nothing left to renew
+                claim = now
+        except Exception:
+            logger.exception("Could not renew the claim on image %s", stored_image_id)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=renew, name=f"heartbeat-{stored_image_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
