@@ -5,11 +5,16 @@ point at a store every worker shares. The same classes guard the API (as DRF thr
 and the pages (through the decorators below), so switching between the upload page, a
 session and a token does not reset anyone's budget: a user has one token, so per user
 is per token too.
+
+When the counters cannot be read (REDIS_URL set and Redis unreachable): uploads are let
+through uncounted, logins are refused with 503 until it is back. SECURITY.md, "Rate
+limits", says why.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable
 from functools import wraps
@@ -19,9 +24,30 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
+from .errors import ServiceError
+
 View = Callable[..., HttpResponse]
+logger = logging.getLogger(__name__)
+
+# What a cache backend raises when its store cannot be reached: Redis' connection and
+# timeout errors, or the file cache's disk.
+_COUNTERS_UNREACHABLE = (RedisError, OSError)
+
+
+class CountersUnavailable(ServiceError):
+    """The login-attempt counters cannot be read, so no attempt is checked."""
+
+    status = 503
+    code = "rate_limit_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Logging in is paused: the server cannot count login attempts right now. "
+            "Please try again in a few minutes; if it lasts, tell the administrator."
+        )
 
 
 class _SettingRateThrottle(SimpleRateThrottle):
@@ -29,9 +55,24 @@ class _SettingRateThrottle(SimpleRateThrottle):
     settings override (tests, a reload) takes effect at once."""
 
     setting = ""
+    # Counters unreachable: True lets the request through uncounted, False refuses it.
+    fail_open = True
 
     def get_rate(self) -> str:
         return getattr(settings, self.setting)
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return self.counted_allow_request(request, view)
+        except _COUNTERS_UNREACHABLE as exc:
+            if self.fail_open:
+                logger.error("Rate-limit counters unreachable, %s not counted: %s", self.scope, exc)
+                return True
+            logger.error("Rate-limit counters unreachable, %s refused: %s", self.scope, exc)
+            raise CountersUnavailable() from exc
+
+    def counted_allow_request(self, request: Any, view: Any) -> bool:
+        return super().allow_request(request, view)
 
 
 class _UploadThrottle(_SettingRateThrottle):
@@ -47,7 +88,7 @@ class _UploadThrottle(_SettingRateThrottle):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
-    def allow_request(self, request: Any, view: Any) -> bool:
+    def counted_allow_request(self, request: Any, view: Any) -> bool:
         # SimpleRateThrottle.allow_request, with a cost of `images` instead of one.
         self.key = self.get_cache_key(request, view)
         if self.rate is None or self.key is None:
@@ -79,6 +120,7 @@ UPLOAD_THROTTLES = (UploadBurstThrottle, UploadSustainedThrottle)
 class LoginIpThrottle(_SettingRateThrottle):
     scope = "login_ip"
     setting = "RECOGNITION_LOGIN_RATE"
+    fail_open = False  # unlimited password guessing is what this limit exists to stop
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         # get_ident: REMOTE_ADDR, or the proxy's view of the client (REST_FRAMEWORK NUM_PROXIES).
@@ -90,6 +132,7 @@ class LoginUsernameThrottle(_SettingRateThrottle):
 
     scope = "login_username"
     setting = "RECOGNITION_LOGIN_RATE"
+    fail_open = False
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         username = request.POST.get("username", "").strip().lower()

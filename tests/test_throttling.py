@@ -5,12 +5,13 @@ IP and per username; each answers 429 with Retry-After. The cache is fresh per t
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import socket
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.test import Client
+from django.test import Client, override_settings
 
 from classifier_site import settings as site_settings
 from classifier_site.settings import envrate
@@ -225,6 +226,63 @@ def test_normal_logins_are_not_limited(alice):
     for _ in range(5):
         assert attempt(client, password=PASSWORD).status_code == 302
         client.post("/accounts/logout/")
+
+
+# --- Counters in Redis, and Redis unreachable (SECURITY.md, "Rate limits") ---------
+
+
+def redis_cache(url: str) -> dict:
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
+
+
+@pytest.fixture
+def unreachable_redis():
+    """The settings' Redis cache, pointed at a loopback port nobody listens on: every
+    connection is refused, as when the server is stopped."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with override_settings(CACHES=redis_cache(f"redis://127.0.0.1:{port}/0")):
+        yield
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (scripts/with-redis)")
+def test_with_redis_url_the_upload_limit_is_counted_in_redis(alice_api, burst_of_two):
+    import redis
+
+    with override_settings(CACHES=redis_cache(os.environ["REDIS_URL"])):
+        assert [upload_via_api(alice_api).status_code for _ in range(3)] == [201, 201, 429]
+        counters = redis.Redis.from_url(os.environ["REDIS_URL"]).keys("*throttle_upload_burst*")
+        assert counters
+        redis.Redis.from_url(os.environ["REDIS_URL"]).delete(*counters)
+
+
+def test_uploads_go_through_uncounted_while_redis_is_unreachable(
+    alice_api, alice_client, burst_of_two, unreachable_redis, caplog
+):
+    statuses = [upload_via_api(alice_api).status_code for _ in range(3)]
+    statuses.append(upload_via_page(alice_client).status_code)
+
+    assert statuses == [201, 201, 201, 200]  # over the burst of two: nothing counted
+    assert Upload.objects.count() == 4
+    assert "Rate-limit counters unreachable, upload_burst not counted" in caplog.text
+
+
+def test_logins_are_refused_with_503_while_redis_is_unreachable(alice, unreachable_redis):
+    client = Client()
+
+    response = attempt(client, password=PASSWORD)
+
+    assert response.status_code == 503
+    assert "cannot count login attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session  # not even the right password is tried
+
+
+def test_logins_work_again_once_redis_is_back(alice, unreachable_redis):
+    assert attempt(Client(), password=PASSWORD).status_code == 503
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        assert attempt(Client(), password=PASSWORD).status_code == 302
 
 
 # --- Configuration ------------------------------------------------------------------
