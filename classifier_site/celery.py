@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -66,3 +67,17 @@ def _sweep_every(interval: float) -> None:
             close_old_connections()
         if _stop_sweeping.wait(interval):
             return
+
+
+def _started_as_worker() -> bool:
+    program = Path(sys.argv[0])
+    celery = program.name == "celery" or program.parent.name == "celery"
+    return celery and "worker" in sys.argv[1:]
+
+
+if _started_as_worker():
+    # Like gunicorn's master: a bad variable, an unreachable Redis, database or object
+    # store stops the worker with one paragraph each, not a traceback or endless retries.
+    from .startup import refuse_bad_configuration
+
+    refuse_bad_configuration("celery worker")

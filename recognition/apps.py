@@ -9,6 +9,7 @@ class RecognitionConfig(AppConfig):
 
     def ready(self) -> None:
         from . import storage_checks  # noqa: F401 - registers the object store's check
+        from . import redis_checks  # noqa: F401 - registers Redis' check
         from .signals import delete_uploads_of_deleted_user
 
         pre_delete.connect(
