@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -17,7 +18,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from .models import Classification, Prediction, StoredImage, Upload
+from . import active_model
+from .models import ActiveModel, Classification, Prediction, StoredImage, Upload
 from .services import upload_delete
 from .templatetags.recognition import milliseconds, percent
 from .views.media import stored_image_thumbnail_response
@@ -246,3 +248,81 @@ class UploadAdmin(ReadOnlyAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
         for upload in queryset.select_related("user"):
             upload_delete(user=upload.user, upload_id=upload.pk)
+
+
+class ActivateModelForm(forms.ModelForm):
+    """Validates only: the activation is written by active_model.activate()."""
+
+    key = forms.ChoiceField(
+        label="Model",
+        help_text="Every web node and worker switches to it by itself within "
+        "RECOGNITION_MODEL_CHECK_SECONDS.",
+    )
+
+    class Meta:
+        model = ActiveModel
+        fields = ("key",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["key"].choices = [(key, key) for key in active_model.prepared_keys()]
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data["key"]
+        try:
+            active_model.check_activatable(key)
+        except active_model.ActivationRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return key
+
+
+@admin.register(ActiveModel)
+class ActiveModelAdmin(admin.ModelAdmin):
+    """The activation history, read-only; "Add" activates a prepared model, and the
+    action activates a former one again (a rollback), both recorded with who did it."""
+
+    list_display = ("key", "current", "previous_key", "activated_by", "activated")
+    list_select_related = ("activated_by",)
+    readonly_fields = ("key", "previous_key", "activated_by", "activated_at")
+    form = ActivateModelForm
+    actions = ["activate_again"]
+
+    class Media:
+        css = ADMIN_CSS
+
+    def get_fields(self, request: HttpRequest, obj: Any = None):
+        return ("key",) if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        return () if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the history is what a rollback goes back to
+
+    def save_model(self, request: HttpRequest, obj: ActiveModel, form: Any, change: bool) -> None:
+        row = active_model.activate(form.cleaned_data["key"], user=request.user)
+        obj.pk, obj.previous_key, obj.activated_at = row.pk, row.previous_key, row.activated_at
+
+    @admin.display(description="Active", boolean=True)
+    def current(self, row: ActiveModel) -> bool:
+        return row.pk == getattr(active_model.current(), "pk", None)
+
+    @admin.display(description="Activated", ordering="activated_at")
+    def activated(self, row: ActiveModel) -> str:
+        return _when_html(row.activated_at)
+
+    @admin.action(description="Activate the selected model again", permissions=["add"])
+    def activate_again(self, request: HttpRequest, queryset: QuerySet[ActiveModel]) -> None:
+        keys = set(queryset.values_list("key", flat=True))
+        if len(keys) != 1:
+            self.message_user(request, "Select one model to activate.", messages.WARNING)
+            return
+        try:
+            row = active_model.activate(keys.pop(), user=request.user)
+        except active_model.ActivationRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"{row.key} is now the active model.", messages.SUCCESS)

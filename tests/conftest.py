@@ -43,6 +43,28 @@ def session_model_key(prepared_models_dir) -> str:
     return model_store.sole_build(prepared_models_dir)
 
 
+@pytest.fixture(scope="session")
+def two_models_dir(tmp_path_factory, prepared_models_dir, session_model_key):
+    """The session's model plus a second one with other random weights: (dir, first, second)."""
+    models_dir = tmp_path_factory.mktemp("two-models") / "models"
+    shutil.copytree(prepared_models_dir, models_dir)
+    torch.manual_seed(99)
+    weights = models_dir.parent / "other-weights.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    second = prepare(models_dir, weights_file=weights, custom=True).manifest.key
+    assert second != session_model_key
+    return models_dir, session_model_key, second
+
+
+@pytest.fixture
+def served_from_the_active_row(settings):
+    """No pinned model: the process serves the newest ActiveModel row, checked on every
+    call (a check interval of 0), as every node does within its interval."""
+    settings.RECOGNITION_MODEL = None
+    settings.RECOGNITION_MODEL_CHECK_SECONDS = 0
+    return settings
+
+
 @pytest.fixture(autouse=True)
 def recognition_settings(settings, tmp_path, prepared_models_dir, session_model_key, monkeypatch):
     """Every test gets the session's model, its own media folder and torch cache. The

@@ -14,6 +14,8 @@ from django.core.management import CommandError, call_command
 from recognition.engine.specs import RESNET18
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.django_db
+
 
 def _prepare_model(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()

@@ -8,13 +8,13 @@ from PIL import Image
 
 from recognition.engine.artifact import MAX_ABS_DIFF
 from recognition.engine.manifest import Manifest
-from recognition.engine.model_store import active_key
+from recognition.engine.model_store import sole_build
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.classifier import Classifier, ModelUnavailable
 
 
 def _manifest(models_dir) -> Manifest:
-    return Manifest.read(models_dir / active_key(models_dir))
+    return Manifest.read(models_dir / sole_build(models_dir))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from recognition.engine.manifest import Manifest
-from recognition.engine.model_store import active_key
+from recognition.engine.model_store import sole_build
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.engine.prepare import prepare
 from recognition.engine.classifier import Classifier, ModelUnavailable
@@ -32,7 +32,7 @@ def backend(request) -> str:
 
 
 def _artifact(models_dir: Path, backend: str) -> Path:
-    manifest = Manifest.read(models_dir / active_key(models_dir))
+    manifest = Manifest.read(models_dir / sole_build(models_dir))
     return artifact_for(manifest, backend)[0]
 
 
@@ -129,22 +129,45 @@ def test_a_batch_returns_each_pictures_result_in_the_order_given(prepared_models
         assert (vector(batched) - vector(single)).abs().max() < 1e-5
 
 
-def test_it_switches_to_the_model_prepare_model_makes_active(models_dir, tmp_path):
-    classifier = Classifier(models_dir)
-    first = classifier.identity()
+def _prepare_five_classes(models_dir, tmp_path):
     torch.manual_seed(7)
     weights = tmp_path / "five-classes.pth"
     torch.save(torchvision.models.resnet18(weights=None, num_classes=5).state_dict(), weights)
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(NEW_LABELS) + "\n")
+    return prepare(models_dir, weights_file=weights, custom=True, labels_file=labels).manifest
 
-    prepare(models_dir, weights_file=weights, custom=True, labels_file=labels)
+
+def test_it_switches_to_another_prepared_model_when_told_without_a_restart(models_dir, tmp_path):
+    classifier = Classifier(models_dir)
+    first = classifier.identity()
+    second_key = _prepare_five_classes(models_dir, tmp_path).key
+
+    classifier.select(second_key)
 
     second = classifier.identity()
     assert first.num_categories == 1000
     assert second.version != first.version and second.num_categories == 5
+    assert classifier.loaded_key() == second_key
     (result,) = classifier.classify([noise_picture(0)], top_k=10)
     assert {p.label for p in result.predictions} == set(NEW_LABELS)
+
+
+def test_a_switch_to_a_damaged_model_is_refused_and_the_old_one_keeps_serving(
+    models_dir, tmp_path, backend
+):
+    classifier = Classifier(models_dir, backend=backend)
+    first = classifier.identity()
+    second = _prepare_five_classes(models_dir, tmp_path)
+    _flip_bytes(artifact_for(second, backend)[0])
+
+    with pytest.raises(ModelUnavailable, match="does not match its manifest"):
+        classifier.select(second.key)
+
+    assert classifier.identity() == first
+    assert classifier.loaded_key() == first.name + "-" + first.version
+    (result,) = classifier.classify([noise_picture(0)], top_k=3)
+    assert result.model == first
 
 
 def test_a_broken_model_is_not_re_verified_on_every_request_until_its_files_change(

@@ -20,10 +20,11 @@ import torch
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from recognition import active_model
 from recognition.configured_classifier import get_classifier
 from recognition.engine import quantize
 from recognition.engine.manifest import ARTIFACT_NAME, MANIFEST_NAME, ArtifactError, Manifest
-from recognition.engine.model_store import active_key, load_active_manifest
+from recognition.engine.model_store import resolve, sole_build
 from recognition.engine.images import decode_image
 from recognition.engine.preprocess import Preprocessor
 from recognition.engine.classifier import Classifier, ModelUnavailable
@@ -47,7 +48,7 @@ def quantized(tmp_path_factory, prepared_models_dir) -> Quantized:
     """A copy of the session's models directory, its active model quantized once."""
     models_dir = tmp_path_factory.mktemp("int8") / "models"
     shutil.copytree(prepared_models_dir, models_dir)
-    fp32 = Manifest.read(models_dir / active_key(models_dir))
+    fp32 = Manifest.read(models_dir / sole_build(models_dir))
     preprocessor = Preprocessor(fp32.preprocessing)
     calibration = preprocessor.batch(quantize.synthetic_pictures(8, seed=0))
     check = preprocessor.batch(quantize.synthetic_pictures(8, seed=1))
@@ -171,34 +172,33 @@ def test_the_torchscript_backend_is_refused_with_a_clear_message(quantized):
     assert quantized.fp32.key in message
 
 
-def test_quantizing_leaves_the_active_model_alone(quantized):
-    assert active_key(quantized.models_dir) == quantized.fp32.key
+def test_quantizing_leaves_the_only_fp32_build_the_one_served_by_default(quantized):
+    assert sole_build(quantized.models_dir) == quantized.fp32.key
     assert Classifier(quantized.models_dir).identity().version == quantized.fp32.version
 
 
 def test_a_model_name_means_fp32_and_name_int8_the_quantized_version(quantized):
     name = quantized.fp32.name
 
-    assert load_active_manifest(quantized.models_dir, name).key == quantized.fp32.key
-    assert load_active_manifest(quantized.models_dir, f"{name}-int8").key == quantized.int8.key
+    assert resolve(quantized.models_dir, name).key == quantized.fp32.key
+    assert resolve(quantized.models_dir, f"{name}-int8").key == quantized.int8.key
 
 
-def test_an_int8_version_that_agrees_too_little_is_not_activated(quantized):
+def test_an_int8_version_that_agrees_too_little_may_not_be_activated(quantized):
     disagreeing = dataclasses.replace(quantized.int8, top1_agreement=0.95)
 
     with pytest.raises(ArtifactError, match=r"95\.0%.*99%"):
-        quantize.activate_int8(quantized.models_dir, disagreeing)
-    assert active_key(quantized.models_dir) == quantized.fp32.key
+        quantize.check_may_be_active(disagreeing)
 
 
-def test_an_int8_version_that_agrees_enough_can_be_activated(quantized, tmp_path):
+def test_an_int8_version_that_agrees_enough_may_be_activated(quantized, tmp_path):
     models_dir = _copy_version(quantized.int8, tmp_path)
     agreeing = dataclasses.replace(quantized.int8, top1_agreement=0.995)
 
-    quantize.activate_int8(models_dir, agreeing)
+    quantize.check_may_be_active(agreeing)
 
-    assert active_key(models_dir) == quantized.int8.key
-    assert Classifier(models_dir).identity().version == quantized.int8.version
+    classifier = Classifier(models_dir, model=quantized.int8.key)
+    assert classifier.identity().version == quantized.int8.version
 
 
 def test_an_int8_version_is_not_quantized_again(quantized):
@@ -227,10 +227,11 @@ def _prepare_model(*args: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.django_db
 def test_prepare_model_int8_adds_a_version_that_the_service_serves_when_asked(
     models_copy, settings
 ):
-    fp32_key = active_key(models_copy)
+    fp32_key = sole_build(models_copy)
     int8_key = f"{fp32_key}-int8"
 
     first = _prepare_model("--int8")
@@ -239,7 +240,7 @@ def test_prepare_model_int8_adds_a_version_that_the_service_serves_when_asked(
     assert f"Prepared the int8 version {int8_key}" in first
     assert f"RECOGNITION_MODEL={int8_key}" in first
     assert "already prepared" in second
-    assert active_key(models_copy) == fp32_key
+    assert active_model.current_key() is None  # nothing was activated
     photo = decode_image(REAL_PHOTOS[0].read_bytes()).image
     (result,) = Classifier(models_copy, model=int8_key).classify([photo], top_k=3)
     assert len(result.predictions) == 3 and result.model.version.endswith("-int8")
@@ -248,8 +249,9 @@ def test_prepare_model_int8_adds_a_version_that_the_service_serves_when_asked(
 
 
 @pytest.mark.slow
+@pytest.mark.django_db
 def test_prepare_model_int8_activate_obeys_the_agreement_rule(models_copy, monkeypatch):
-    fp32_key = active_key(models_copy)
+    fp32_key = sole_build(models_copy)
     # No agreement reaches 101 %: refused, whatever the session's random weights give.
     monkeypatch.setattr(quantize, "DEFAULT_AGREEMENT", 1.01)
     with pytest.raises(CommandError) as refused:
@@ -257,13 +259,13 @@ def test_prepare_model_int8_activate_obeys_the_agreement_rule(models_copy, monke
     int8 = Manifest.read(models_copy / f"{fp32_key}-int8")
     assert f"{int8.top1_agreement:.1%}" in str(refused.value)
     assert f"RECOGNITION_MODEL={int8.key}" in str(refused.value)
-    assert active_key(models_copy) == fp32_key
+    assert active_model.current_key() is None
 
     monkeypatch.setattr(quantize, "DEFAULT_AGREEMENT", 0.0)
     activated = _prepare_model("--int8", "--activate")
 
     assert "already prepared" in activated and "now the active model" in activated
-    assert active_key(models_copy) == int8.key
+    assert active_model.current_key() == int8.key
     # Asking for int8 again quantizes the active model's fp32 source: already done.
     assert "already prepared" in _prepare_model("--int8")
 
@@ -273,6 +275,7 @@ def test_prepare_model_refuses_activate_without_int8(models_copy):
         _prepare_model("--activate")
 
 
+@pytest.mark.django_db
 def test_prepare_model_int8_without_any_model_says_to_prepare_one(settings, tmp_path):
     settings.RECOGNITION_MODELS_DIR = tmp_path / "empty"
 

@@ -17,7 +17,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from recognition.engine.model_store import active_key
+from recognition.engine.model_store import sole_build
 from recognition.engine.prepare import PrepareOutcome, prepare
 from recognition.engine.classifier import Classifier
 from recognition.engine.specs import RESNET18, ModelSpec, WeightsSource
@@ -136,7 +136,7 @@ def test_it_downloads_the_weights_with_torch_hub_and_prepares_them(downloaded, o
     assert manifest.weights_source == "download"
     assert manifest.weights_sha256 == official.sha256
     assert manifest.artifact_path.is_file()
-    assert active_key(downloaded.models_dir) == manifest.key
+    assert sole_build(downloaded.models_dir) == manifest.key
     assert cached.is_file() and _sha256(cached) == official.sha256
 
 
@@ -147,8 +147,8 @@ def test_preparing_the_same_weights_again_builds_nothing(downloaded, server, mon
 
     again = prepare(downloaded.models_dir, spec=downloaded.spec)
 
-    assert not again.built and again.was_active
-    assert "nothing to do" in again.summary()
+    assert not again.built
+    assert "already prepared" in again.summary()
     assert artifact.stat().st_mtime_ns == built_at
     assert len(server.requested) == downloads  # the verified cache was reused
 
@@ -262,7 +262,7 @@ def test_with_fallback_an_unreachable_server_prepares_efficientnet_lite0(officia
     assert outcome.fell_back_from == "resnet18"
     assert outcome.manifest.name == "efficientnet_lite0"
     assert outcome.manifest.weights_source == "package"
-    assert active_key(models_dir) == outcome.manifest.key
+    assert sole_build(models_dir) == outcome.manifest.key
     assert any("--weights" in line for line in said)  # the user still learns how to fix it
 
 
@@ -321,7 +321,7 @@ def test_preparing_the_same_custom_weights_again_says_nothing_to_do(
     again = prepare(custom_models_dir, weights_file=weights, custom=True, labels_file=labels)
 
     assert not again.built
-    assert "nothing to do" in again.summary()
+    assert "already prepared" in again.summary()
 
 
 def test_custom_weights_whose_head_does_not_fit_the_labels_are_refused(

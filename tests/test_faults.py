@@ -18,7 +18,7 @@ from django.db import connection
 
 from recognition import storage
 from recognition.engine.manifest import Manifest
-from recognition.engine.model_store import active_key
+from recognition.engine.model_store import sole_build
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.models import StoredImage, Upload
 from tests.helpers import REPO
@@ -41,7 +41,7 @@ def served_artifact(request, settings, models_copy) -> Path:
     """The file the configured backend loads, in a copy of the models that may be broken:
     model.ts for TorchScript, model.onnx for ONNX Runtime."""
     settings.RECOGNITION_BACKEND = request.param
-    manifest = Manifest.read(models_copy / active_key(models_copy))
+    manifest = Manifest.read(models_copy / sole_build(models_copy))
     path, _ = artifact_for(manifest, request.param)
     assert path.is_file()
     return path

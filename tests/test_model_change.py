@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-import torch
-import torchvision
 
-from recognition.engine import model_store
-from recognition.engine.prepare import prepare
+from recognition import active_model
 from recognition.models import Classification
 from recognition.services import upload_classify
 from tests.web_fixtures import as_upload, media_files
@@ -17,31 +12,23 @@ from tests.web_fixtures import as_upload, media_files
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def two_models_dir(tmp_path_factory, prepared_models_dir):
-    """The session's model plus a second one with other random weights."""
-    models_dir = tmp_path_factory.mktemp("two-models") / "models"
-    shutil.copytree(prepared_models_dir, models_dir)
-    first = model_store.active_key(models_dir)
-    torch.manual_seed(99)
-    weights = models_dir.parent / "other-weights.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-    second = prepare(models_dir, weights_file=weights, custom=True).manifest.key
-    assert first != second
-    return models_dir, first, second
+@pytest.fixture
+def two_models(two_models_dir, settings, served_from_the_active_row):
+    models_dir, first, second = two_models_dir
+    settings.RECOGNITION_MODELS_DIR = models_dir
+    return first, second
 
 
 def test_a_new_model_version_classifies_a_known_image_again_and_keeps_the_old_result(
-    alice, bob, make_image, two_models_dir, settings, inference_calls
+    alice, bob, make_image, two_models, inference_calls
 ):
-    models_dir, first, second = two_models_dir
-    settings.RECOGNITION_MODELS_DIR = models_dir
-    model_store.activate(models_dir, first)
+    first, second = two_models
+    active_model.activate(first)
     data = make_image()
     before = upload_classify(user=alice, file=as_upload(data))
     bobs_before = upload_classify(user=bob, file=as_upload(data))
 
-    model_store.activate(models_dir, second)
+    active_model.activate(second)
     after = upload_classify(user=alice, file=as_upload(data))
 
     old, new = before.upload.classification, after.upload.classification
@@ -60,11 +47,10 @@ def test_a_new_model_version_classifies_a_known_image_again_and_keeps_the_old_re
 
 
 def test_the_second_upload_under_the_new_model_reuses_its_classification(
-    alice, bob, make_image, two_models_dir, settings
+    alice, bob, make_image, two_models
 ):
-    models_dir, first, second = two_models_dir
-    settings.RECOGNITION_MODELS_DIR = models_dir
-    model_store.activate(models_dir, second)
+    first, second = two_models
+    active_model.activate(second)
     data = make_image()
     alices = upload_classify(user=alice, file=as_upload(data))
 

@@ -3,6 +3,7 @@ batches of images into top-k labels."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -15,8 +16,10 @@ from PIL import Image
 from .backends import BackendError, Runner, artifact_for, load_runner
 from .defaults import DEFAULT_BACKEND, DEFAULT_TOP_K
 from .manifest import ArtifactError, Manifest
-from .model_store import ACTIVE_POINTER, load_active_manifest
+from .model_store import resolve
 from .preprocess import Preprocessor
+
+logger = logging.getLogger(__name__)
 
 
 # Draft-mode decoding (opt-in) keeps a JPEG's shorter side at least this many times the
@@ -93,8 +96,9 @@ class LoadedModel:
 
 
 class Classifier:
-    """Thread-safe; loads lazily and reloads when prepare_model makes another model active
-    or an artifact comes back after going missing, without a process restart."""
+    """Thread-safe; loads `model` (a key or a name; None: the only build prepared) lazily,
+    reloads when its artifact changes or comes back after going missing, and switches to
+    another model with select(), without a process restart."""
 
     def __init__(
         self,
@@ -112,9 +116,29 @@ class Classifier:
         self._loaded: LoadedModel | None = None
         self._failure: _Failure | None = None
         self._attempted: Path | None = None  # the artifact the last load tried
+        self._served_key: str | None = None
 
     def identity(self) -> ModelIdentity:
         return self.current().identity
+
+    def loaded_key(self) -> str | None:
+        """The key of the model serving now, or None before the first successful load."""
+        loaded = self._loaded
+        return loaded.manifest.key if loaded is not None else None
+
+    def select(self, model: str) -> LoadedModel:
+        """Load `model` and serve it from now on. When it cannot be loaded, raise
+        ModelUnavailable and go on serving the model loaded before, if any: requests
+        never wait for, or fail because of, a switch that does not work out."""
+        with self._lock:
+            loaded = self._loaded
+            if loaded is not None and loaded.manifest.key == model and self.model == model:
+                return loaded
+            candidate = self._load(model)
+            self.model = model
+            self._failure = None
+            self._install_loaded(candidate)
+            return candidate
 
     def manifest(self) -> Manifest:
         return self.current().manifest
@@ -153,14 +177,21 @@ class Classifier:
 
     def current(self) -> LoadedModel:
         loaded = self._loaded
-        if loaded is not None and loaded.signature == self._signature(loaded.manifest):
+        if loaded is not None and loaded.signature == self._signature(loaded.manifest, self.model):
             return loaded
         with self._lock:
             loaded = self._loaded
-            if loaded is None or loaded.signature != self._signature(loaded.manifest):
+            if loaded is None or loaded.signature != self._signature(loaded.manifest, self.model):
                 self._loaded = None
-                self._loaded = self._load_unless_known_broken()
+                self._install_loaded(self._load_unless_known_broken())
             return self._loaded
+
+    def _install_loaded(self, loaded: LoadedModel) -> None:
+        if self._served_key != loaded.manifest.key:
+            # Cluster operators (and tests/cluster) look for this line in each node's log.
+            logger.info("Serving model %s", loaded.manifest.key)
+            self._served_key = loaded.manifest.key
+        self._loaded = loaded
 
     def _load_unless_known_broken(self) -> LoadedModel:
         """A failed load is not retried (re-reading and hashing the artifact) on every
@@ -173,7 +204,7 @@ class Classifier:
         ):
             raise ModelUnavailable(str(failure.error), failure.error.public)
         try:
-            loaded = self._load()
+            loaded = self._load(self.model)
         except ModelUnavailable as exc:
             self._failure = _Failure(self._probe(), time.monotonic(), exc)
             raise
@@ -181,21 +212,21 @@ class Classifier:
         return loaded
 
     def _probe(self) -> tuple:
-        """What a fix changes: the pointer, the folder, the artifact last tried."""
+        """What a fix changes: the model asked for, the folder, the artifact last tried."""
         return (
-            _stat_key(self.models_dir / ACTIVE_POINTER),
+            self.model,
             _stat_key(self.models_dir),
             _stat_key(self._attempted) if self._attempted else None,
         )
 
-    def _signature(self, manifest: Manifest) -> tuple:
-        """Cheap stat()s that change whenever the active model or its artifact changes."""
+    def _signature(self, manifest: Manifest, model: str | None) -> tuple:
+        """Cheap stat()s that change whenever the model asked for or its artifact changes."""
         path, _ = artifact_for(manifest, self.backend)
-        return (_stat_key(self.models_dir / ACTIVE_POINTER), _stat_key(path))
+        return (model, _stat_key(path))
 
-    def _load(self) -> LoadedModel:
+    def _load(self, model: str | None) -> LoadedModel:
         try:
-            manifest = load_active_manifest(self.models_dir, self.model)
+            manifest = resolve(self.models_dir, model)
             self._attempted = artifact_for(manifest, self.backend)[0]
             forward = load_runner(manifest, self.backend, self.threads)
         except (ArtifactError, BackendError) as exc:
@@ -212,7 +243,7 @@ class Classifier:
             forward=forward,
             preprocessor=Preprocessor(manifest.preprocessing),
             categories=tuple(manifest.categories),
-            signature=self._signature(manifest),
+            signature=self._signature(manifest, model),
         )
 
 

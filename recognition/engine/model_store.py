@@ -1,19 +1,19 @@
-"""The models directory on disk: prepared builds, each in its own folder, and the pointer
-to the active one.
+"""The models directory on disk: prepared builds, each in its own folder.
 
 Layout:
     <models>/<name>-<version>/model.ts        the frozen TorchScript module
     <models>/<name>-<version>/model.onnx      the same network for ONNX Runtime
     <models>/<name>-<version>/manifest.json   what it is, its hashes, how to feed it
-    <models>/active.json                      {"key": "<name>-<version>"}
     <models>/<name>-<version>-int8/           optional: an int8 copy of model.onnx, no model.ts
-Every file appears whole or not at all: directories are assembled under a temporary
-name and renamed into place; the pointer is replaced with os.replace().
+Every build appears whole or not at all: it is assembled under a temporary name and
+renamed into place. Which build is active is not kept here: the caller names it (the
+Django side keeps it as a database row, recognition/active_model.py). On a node that
+fetched its models from the object store this directory is a cache and may hold only
+the artifact its backend needs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,46 +24,62 @@ import torch
 from .manifest import MANIFEST_NAME, QUANTIZED_SUFFIX, ArtifactError, Manifest, ModelNotPrepared
 from .weights import sha256_file
 
-ACTIVE_POINTER = "active.json"
 
-
-def load_active_manifest(models_dir: Path, model: str | None = None) -> Manifest:
-    """The manifest of `model` (a key like "resnet18-1a2b3c4d5e6f", or a model name), or
-    of the model prepare_model made active last. A bare name means the newest fp32 build;
-    "<name>-int8" the newest int8 one: a quantized version is never picked by accident."""
+def resolve(models_dir: Path, model: str | None = None) -> Manifest:
+    """The manifest of `model`: a key like "resnet18-1a2b3c4d5e6f", or a model name. A bare
+    name means the newest fp32 build; "<name>-int8" the newest int8 one: a quantized
+    version is never picked by accident. None means the only fp32 build prepared here,
+    so a single-model install needs no activation step."""
     models_dir = Path(models_dir)
-    if model:
-        if (models_dir / model / MANIFEST_NAME).is_file():
-            return Manifest.read(models_dir / model)
-        quantized = model.endswith(QUANTIZED_SUFFIX)
-        name = model.removesuffix(QUANTIZED_SUFFIX)
-        candidates = sorted(
-            (
-                path
-                for path in models_dir.glob(f"{name}-*/{MANIFEST_NAME}")
-                if path.parent.name.endswith(QUANTIZED_SUFFIX) == quantized
-            ),
-            key=os.path.getmtime,
-        )
-        if not candidates:
+    if model is None:
+        key = sole_build(models_dir)
+        if key is None:
+            keys = prepared_keys(models_dir)
+            if not keys:
+                raise ModelNotPrepared(
+                    f"No model is prepared in {models_dir}. Run `python manage.py prepare_model`."
+                )
             raise ModelNotPrepared(
-                f"The model {model!r} is not prepared in {models_dir}. "
-                f"Run `python manage.py prepare_model --model {model}`."
+                f"No model is active and {models_dir} holds several ({', '.join(keys)}). "
+                "Run `python manage.py activate_model KEY` with one of them."
             )
-        return Manifest.read(candidates[-1].parent)
-    pointer = models_dir / ACTIVE_POINTER
-    try:
-        key = json.loads(pointer.read_text(encoding="utf-8"))["key"]
-    except FileNotFoundError:
+        return Manifest.read(models_dir / key)
+    if (models_dir / model / MANIFEST_NAME).is_file():
+        return Manifest.read(models_dir / model)
+    quantized = model.endswith(QUANTIZED_SUFFIX)
+    name = model.removesuffix(QUANTIZED_SUFFIX)
+    candidates = sorted(
+        (
+            path
+            for path in models_dir.glob(f"{name}-*/{MANIFEST_NAME}")
+            if path.parent.name.endswith(QUANTIZED_SUFFIX) == quantized
+        ),
+        key=os.path.getmtime,
+    )
+    if not candidates:
         raise ModelNotPrepared(
-            f"No model is prepared in {models_dir}. Run `python manage.py prepare_model`."
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(
-            f"The active-model pointer {pointer} is unreadable ({exc}). "
-            "Run `python manage.py prepare_model`."
-        ) from None
-    return Manifest.read(models_dir / key)
+            f"The model {model!r} is not prepared in {models_dir}. "
+            f"Run `python manage.py prepare_model --model {model}`, or activate a prepared one."
+        )
+    return Manifest.read(candidates[-1].parent)
+
+
+def prepared_keys(models_dir: Path) -> list[str]:
+    """The keys of the builds in this directory (whole ones: staging folders start with a dot)."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(
+        path.parent.name
+        for path in models_dir.glob(f"*/{MANIFEST_NAME}")
+        if not path.parent.name.startswith(".")
+    )
+
+
+def sole_build(models_dir: Path) -> str | None:
+    """The key of the only fp32 build here, or None when there is none or several."""
+    fp32 = [key for key in prepared_keys(models_dir) if not key.endswith(QUANTIZED_SUFFIX)]
+    return fp32[0] if len(fp32) == 1 else None
 
 
 def find_prepared(models_dir: Path, key: str) -> Manifest | None:
@@ -88,17 +104,6 @@ def _intact(path: Path, expected: str | None) -> bool:
     return expected is not None and path.is_file() and sha256_file(path) == expected
 
 
-def activate(models_dir: Path, key: str) -> None:
-    _atomic_write_text(Path(models_dir) / ACTIVE_POINTER, json.dumps({"key": key}) + "\n")
-
-
-def active_key(models_dir: Path) -> str | None:
-    try:
-        return json.loads((Path(models_dir) / ACTIVE_POINTER).read_text())["key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def install(staging: Path, final: Path) -> None:
     """Rename a fully written staging directory (made with tempfile.mkdtemp in the models
     directory) into place as `final`, in one step for readers."""
@@ -114,21 +119,6 @@ def install(staging: Path, final: Path) -> None:
     else:
         os.replace(staging, final)
     _fsync(final.parent)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync(path: Path) -> None:

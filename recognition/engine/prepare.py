@@ -1,4 +1,5 @@
-"""Prepare a model for serving: obtain and verify weights, compile, check, store, activate."""
+"""Prepare a model for serving: obtain and verify weights, compile, check, store. Which
+model is active is the caller's business (prepare_model records it in the database)."""
 
 from __future__ import annotations
 
@@ -24,19 +25,16 @@ from .weights import (
 class PrepareOutcome:
     manifest: Manifest
     built: bool  # False: an identical build already existed
-    was_active: bool  # it was the active model before this call
     fell_back_from: str | None = None
 
     def summary(self) -> str:
         m = self.manifest
         what = f"{m.name} (version {m.version}, {'custom' if m.custom else 'official'} weights)"
         if not self.built:
-            state = "is the active model" if self.was_active else "is now the active model"
-            return f"{what} is already prepared and {state}; nothing to do."
+            return f"{what} is already prepared in {m.directory}."
         return (
             f"Prepared {what} in {m.directory}: max abs difference to the eager model "
-            f"{m.max_abs_diff:.2e} (TorchScript), {m.onnx_max_abs_diff:.2e} (ONNX). "
-            "It is now the active model."
+            f"{m.max_abs_diff:.2e} (TorchScript), {m.onnx_max_abs_diff:.2e} (ONNX)."
         )
 
 
@@ -81,7 +79,7 @@ def prepare(
         weights = obtain_official(spec)
     outcome = _build(models_dir, spec, weights, spec.categories(), custom=False, log=log)
     if fell_back_from:
-        return PrepareOutcome(outcome.manifest, outcome.built, outcome.was_active, fell_back_from)
+        return PrepareOutcome(outcome.manifest, outcome.built, fell_back_from)
     return outcome
 
 
@@ -96,12 +94,9 @@ def _build(
 ) -> PrepareOutcome:
     version = model_version(spec.name, weights.sha256, categories, spec.preprocessing)
     key = f"{spec.name}-{version}"
-    was_active = model_store.active_key(models_dir) == key
     existing = model_store.find_prepared(models_dir, key)
     if existing is not None:
-        if not was_active:
-            model_store.activate(models_dir, key)
-        return PrepareOutcome(existing, built=False, was_active=was_active)
+        return PrepareOutcome(existing, built=False)
 
     log(f"Building {spec.name} from {weights.path} (SHA-256 {weights.sha256}) ...")
     module = spec.build(len(categories))
@@ -125,5 +120,4 @@ def _build(
         categories=categories,
         preprocessing=spec.preprocessing,
     )
-    model_store.activate(models_dir, key)
-    return PrepareOutcome(manifest, built=True, was_active=was_active)
+    return PrepareOutcome(manifest, built=True)

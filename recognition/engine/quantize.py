@@ -22,8 +22,8 @@ pictures may pass them instead.
 
 The int8 version is a model version of its own, <models>/<fp32 key>-int8/, with
 model.onnx and manifest.json and no TorchScript artifact. Quantizing never makes it
-active: activate_int8() does, and only when it agrees with fp32 on at least
-DEFAULT_AGREEMENT of the check pictures.
+active; activating it (recognition/active_model.py) is refused by check_may_be_active()
+unless it agrees with fp32 on at least DEFAULT_AGREEMENT of the check pictures.
 """
 
 from __future__ import annotations
@@ -80,8 +80,10 @@ def may_be_default(manifest: Manifest) -> bool:
     return manifest.top1_agreement is not None and manifest.top1_agreement >= DEFAULT_AGREEMENT
 
 
-def activate_int8(models_dir: Path, manifest: Manifest) -> None:
-    """Make an int8 version the active model, if its agreement with fp32 allows."""
+def check_may_be_active(manifest: Manifest) -> None:
+    """Refuse an int8 version as the active model unless its agreement with fp32 allows."""
+    if manifest.quantization is None:
+        return
     if not may_be_default(manifest):
         raise ArtifactError(
             f"{manifest.key} gives the fp32 model's top label for "
@@ -89,7 +91,6 @@ def activate_int8(models_dir: Path, manifest: Manifest) -> None:
             f"{DEFAULT_AGREEMENT:.0%} an active model needs; it stays selectable with "
             f"RECOGNITION_MODEL={manifest.key}."
         )
-    model_store.activate(models_dir, manifest.key)
 
 
 def quantize(

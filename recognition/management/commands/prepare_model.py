@@ -2,22 +2,28 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
+from recognition import active_model, published_models
 from recognition.engine import model_store, quantize
 from recognition.engine.manifest import ArtifactError, Manifest
 from recognition.engine.prepare import prepare
 from recognition.engine.specs import DEFAULT_MODEL, OFFLINE_FALLBACK, SPECS
 from recognition.engine.weights import WeightsError
+from recognition.storage import StorageError
 
 # Options that say which fp32 model to prepare; --int8 without them quantizes the active one.
 _CHOOSES_A_MODEL = ("model", "weights", "custom", "labels", "fallback")
 
 
 class Command(BaseCommand):
-    requires_system_checks = []  # an engine command: it needs no database or URLs
+    # It runs where no database is migrated yet too (an image build): activating is then
+    # left for later, and said so.
+    requires_system_checks = []
     help = (
-        "Obtain and verify model weights, compile them to a checked TorchScript artifact "
-        "and make it the active model. With --int8, also write an int8 version of it."
+        "Obtain and verify model weights, compile them to a checked TorchScript artifact, "
+        "publish it to the object store when one is configured, and make it the active "
+        "model of every node. With --int8, also write an int8 version of it."
     )
 
     def add_arguments(self, parser):
@@ -56,9 +62,45 @@ class Command(BaseCommand):
                 fp32 = _active_fp32(models_dir)
             else:
                 fp32 = self._prepare(models_dir, options)
+                self._activate(fp32)
             return self._int8(models_dir, fp32, options["activate"]) if options["int8"] else ""
-        except (WeightsError, ArtifactError) as exc:
+        except (WeightsError, ArtifactError, active_model.ActivationRefused) as exc:
             raise CommandError(str(exc)) from None
+
+    def _publish(self, manifest: Manifest) -> None:
+        if not settings.RECOGNITION_S3_BUCKET:
+            return  # one machine: its models directory is where every process looks
+        try:
+            published_models.publish(manifest)
+        except StorageError as exc:
+            raise CommandError(
+                f"{manifest.key} is prepared in {manifest.directory} but could not be "
+                f"published to the object store ({exc}), so it was not activated: other "
+                "nodes could not fetch it. Check the AWS_* variables and "
+                "RECOGNITION_S3_BUCKET, then run the command again."
+            ) from None
+        self.stdout.write(
+            f"Published {manifest.key} to the object store under "
+            f"{published_models.object_name(manifest.key, '')}."
+        )
+
+    def _activate(self, manifest: Manifest) -> None:
+        """Publish, then record the activation row: nodes switch to it by themselves."""
+        self._publish(manifest)
+        try:
+            before = active_model.current_key()
+            active_model.activate(manifest.key)
+        except DatabaseError as exc:
+            self.stdout.write(
+                f"Not recorded as the active model: the database is not ready ({exc}). "
+                "Until a model is activated the only model prepared here is served; after "
+                f"`python manage.py migrate`, run `python manage.py activate_model {manifest.key}`."
+            )
+            return
+        if before == manifest.key:
+            self.stdout.write(f"{manifest.key} is the active model; nothing to do.")
+        else:
+            self.stdout.write(f"{manifest.key} is now the active model.")
 
     def _prepare(self, models_dir: Path, options) -> Manifest:
         outcome = prepare(
@@ -94,21 +136,31 @@ class Command(BaseCommand):
             f"{int8.onnx_max_abs_diff:.2f})."
         )
         if activate:
-            quantize.activate_int8(models_dir, int8)
-            return f"{report} It is now the active model."
+            quantize.check_may_be_active(int8)
+            self._activate(int8)
+            return report
+        self._publish(int8)
         if not quantize.may_be_default(int8):
             report += (
                 f" Below {quantize.DEFAULT_AGREEMENT:.0%}, it cannot become the active model."
             )
         return (
             f"{report} Serve it with RECOGNITION_MODEL={int8.key}; "
-            f"the active model is still {model_store.active_key(models_dir)}."
+            f"the active model is still {_active_key_or_none()}."
         )
 
 
+def _active_key_or_none() -> str | None:
+    try:
+        return active_model.current_key()
+    except DatabaseError:
+        return None
+
+
 def _active_fp32(models_dir: Path) -> Manifest:
-    """The active model, or the fp32 model it was quantized from."""
-    active = model_store.load_active_manifest(models_dir)
+    """The active model (the only one prepared here when none is recorded), or the fp32
+    model it was quantized from."""
+    active = model_store.resolve(models_dir, _active_key_or_none())
     if active.quantized_from:
         return Manifest.read(models_dir / active.quantized_from)
     return active
