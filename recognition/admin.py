@@ -265,7 +265,8 @@ class ActivateModelForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["key"].choices = [(key, key) for key in active_model.prepared_keys()]
+        if "key" in self.fields:  # the add form; the history's pages show it read-only
+            self.fields["key"].choices = [(key, key) for key in active_model.prepared_keys()]
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]

@@ -46,6 +46,7 @@ class _Serving:
     backend: str
     lock: threading.Lock = field(default_factory=threading.Lock)
     checked_at: float | None = None  # monotonic time of the last completed check
+    seen_row: int | None = None  # the newest ActiveModel row at the last check
     refused: int | None = None  # the ActiveModel row last refused
     refused_at: float = 0.0
     warned_database: bool = False
@@ -138,7 +139,10 @@ def _switch_if_activated(serving: _Serving) -> None:
         return
     if row is None:
         return  # nothing activated: the only build prepared here (model_store.resolve)
+    new_row, serving.seen_row = row.pk != serving.seen_row, row.pk
     if classifier.loaded_key() == row.key and classifier.model == row.key:
+        if new_row:  # activated again (a rollback to what this process kept): say so too
+            logger.info("Serving model %s", row.key)
         return
     now = time.monotonic()
     if serving.refused == row.pk and now - serving.refused_at < RETRY_REFUSED_SECONDS:

@@ -130,6 +130,11 @@ def test_a_corrupted_artifact_in_the_store_is_refused_and_the_old_model_keeps_se
     assert sorted(p.name for p in cache.iterdir()) == [first]  # nothing installed
     assert not any("Serving model" in m for m in caplog.messages)
 
+    active_model.rollback()  # back to the model this node kept
+    with caplog.at_level(logging.INFO):
+        assert _served_key() == first
+    assert f"Serving model {first}" in caplog.messages
+
 
 def test_a_corrupted_local_artifact_is_refused_and_the_old_model_keeps_serving(
     two_models_dir, settings, served_from_the_active_row, tmp_path, caplog
