@@ -181,8 +181,7 @@ def test_media_has_no_url_of_its_own():
 
 @pytest.mark.parametrize("role", ROLES)
 def test_guessing_the_path_of_a_stored_image_finds_nothing(client_for, alices_upload, role):
-    [stored] = media_files()
-    relative = stored.relative_to(settings.MEDIA_ROOT).as_posix()
+    [relative] = media_files()
     guesses = [f"/media/{relative}", f"/{relative}", f"/static/../media/{relative}", "/media/"]
 
     for guess in guesses:

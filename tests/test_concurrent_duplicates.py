@@ -11,7 +11,7 @@ from django.db import connection
 
 from recognition.models import Classification, Prediction, StoredImage, Upload
 from recognition.services import UploadOutcome, upload_classify
-from tests.web_fixtures import as_upload, media_files, patch_every_classifier
+from tests.web_fixtures import as_upload, media_files, patch_every_classifier, stored_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,8 +58,8 @@ def test_two_users_uploading_the_same_new_image_at_once_both_succeed_with_one_co
     assert Prediction.objects.count() == 10
     assert Upload.objects.count() == 2
     assert outcomes[0].upload.classification_id == outcomes[1].upload.classification_id
-    [path] = media_files()  # and no temporary file left over
-    assert path.read_bytes() == data
+    [name] = media_files()  # and no temporary file left over
+    assert stored_bytes(name) == data
 
 
 def test_one_user_sending_the_same_new_image_twice_at_once_gets_one_upload(

@@ -82,10 +82,10 @@ def _unknown_backend(settings, **_):
 
 def _disk_error(number: int, words: str):
     def arrange(monkeypatch, **_):
-        def failing(path, data):
-            raise OSError(number, words, f"{INTERNAL_PATH}/ab/cd/{'0' * 64}.jpg")
+        def failing(name, data):
+            raise storage.StorageError(number, words, f"{INTERNAL_PATH}/ab/cd/{'0' * 64}.jpg")
 
-        monkeypatch.setattr(storage, "write_if_missing", failing)
+        monkeypatch.setattr(storage, "save_if_missing", failing)
 
     return arrange
 

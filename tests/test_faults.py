@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from recognition import storage
 from recognition.engine.manifest import Manifest
 from recognition.engine.model_store import sole_build
 from recognition.engine.backends import BACKENDS, artifact_for
 from recognition.models import StoredImage, Upload
+from recognition.storage_backends import AtomicFileSystemStorage
 from tests.helpers import REPO
 from tests.live_service import free_port, live_data
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, local_disk_only, media_files
 
 API = "/api/v1/classifications/"
 HEALTH = "/api/v1/health/"
@@ -156,18 +156,23 @@ def test_pages_show_a_readable_message_while_the_database_is_down(
 # --- The disk -----------------------------------------------------------------------
 
 
+# Faults of a local disk (the object store's own are in test_object_store.py): what the
+# kernel would say, injected where the local backend writes.
+
+
 def _failing_write(error_number: int):
-    def write_atomically(path, data):
-        raise OSError(error_number, os.strerror(error_number), str(path))
+    def _save(self, name, content):
+        raise OSError(error_number, os.strerror(error_number), self.path(name))
 
-    return write_atomically
+    return _save
 
 
+@local_disk_only
 @pytest.mark.django_db
 def test_a_full_disk_answers_507_and_leaves_no_row_and_no_file(
     alice_api, make_image, monkeypatch
 ):
-    monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.ENOSPC))
+    monkeypatch.setattr(AtomicFileSystemStorage, "_save", _failing_write(errno.ENOSPC))
 
     response = _post_image(alice_api, make_image())
 
@@ -178,6 +183,7 @@ def test_a_full_disk_answers_507_and_leaves_no_row_and_no_file(
     assert media_files() == []
 
 
+@local_disk_only
 @pytest.mark.django_db
 def test_an_unwritable_media_folder_answers_503_and_leaves_no_row(
     alice_api, make_image, monkeypatch, settings
@@ -185,7 +191,7 @@ def test_an_unwritable_media_folder_answers_503_and_leaves_no_row(
     media = Path(settings.MEDIA_ROOT)
     media.mkdir(parents=True)
     if os.geteuid() == 0:  # root writes anywhere: inject what the kernel would say
-        monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.EACCES))
+        monkeypatch.setattr(AtomicFileSystemStorage, "_save", _failing_write(errno.EACCES))
     else:
         media.chmod(0o500)
     try:
@@ -200,11 +206,12 @@ def test_an_unwritable_media_folder_answers_503_and_leaves_no_row(
     assert media_files() == []
 
 
+@local_disk_only
 @pytest.mark.django_db
 def test_the_upload_page_shows_a_readable_message_when_the_disk_is_full(
     alice_client, make_image, monkeypatch
 ):
-    monkeypatch.setattr(storage, "write_atomically", _failing_write(errno.ENOSPC))
+    monkeypatch.setattr(AtomicFileSystemStorage, "_save", _failing_write(errno.ENOSPC))
 
     response = alice_client.post("/", {"images": as_upload(make_image())})
 
@@ -213,19 +220,20 @@ def test_the_upload_page_shows_a_readable_message_when_the_disk_is_full(
     assert Upload.objects.count() == 0
 
 
+@local_disk_only
 @pytest.mark.django_db
 def test_a_full_disk_on_one_file_of_a_page_upload_keeps_the_others_results(
     alice_client, make_image, monkeypatch
 ):
-    real_write, writes = storage.write_atomically, []
+    real_save, writes = AtomicFileSystemStorage._save, []
 
-    def full_after_the_first(path, data):
-        writes.append(path)
+    def full_after_the_first(self, name, content):
+        writes.append(name)
         if len(writes) > 1:
-            _failing_write(errno.ENOSPC)(path, data)
-        real_write(path, data)
+            _failing_write(errno.ENOSPC)(self, name, content)
+        return real_save(self, name, content)
 
-    monkeypatch.setattr(storage, "write_atomically", full_after_the_first)
+    monkeypatch.setattr(AtomicFileSystemStorage, "_save", full_after_the_first)
     files = [as_upload(make_image(seed=1), "first.jpg"), as_upload(make_image(seed=2), "second.jpg")]
 
     response = alice_client.post("/", {"images": files})

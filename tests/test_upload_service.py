@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.files import File
 
-from recognition import services
+from recognition import services, storage
 from recognition.models import Classification, Prediction, StoredImage, Upload
 from recognition.services import UploadTooLarge, upload_classify
-from tests.web_fixtures import as_upload, media_files, patch_every_classifier
+from tests.web_fixtures import as_upload, media_files, patch_every_classifier, stored_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +23,8 @@ def test_it_stores_the_image_once_under_a_path_made_from_its_hash(alice, make_im
     sha256 = hashlib.sha256(data).hexdigest()
     stored = outcome.upload.stored_image
     assert stored.sha256 == sha256
-    assert media_files() == [Path(settings.MEDIA_ROOT) / f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.jpg"]
-    assert media_files()[0].read_bytes() == data
+    assert media_files() == [f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.jpg"]
+    assert stored_bytes(media_files()[0]) == data
     assert (stored.width, stored.height, stored.format, stored.byte_size) == (64, 48, "JPEG", len(data))
     assert outcome.upload.original_filename == "holiday.jpg"
     assert outcome.duplicate is False
@@ -55,7 +53,7 @@ def test_a_camera_sized_jpeg_is_classified_from_the_pixels_the_setting_asks_for(
     assert seen == [(1000, 750) if draft else (4000, 3000)]
     stored = outcome.upload.stored_image
     assert (stored.width, stored.height) == (4000, 3000)
-    assert media_files()[0].read_bytes() == data
+    assert stored_bytes(media_files()[0]) == data
     assert len(outcome.predictions) == 3
 
 
@@ -205,15 +203,15 @@ def test_a_failed_upload_of_a_known_image_keeps_the_file_others_rely_on(
     assert list(Upload.objects.values_list("user__username", flat=True)) == ["alice"]
 
 
-def test_it_puts_back_a_file_that_went_missing_from_disk(alice, bob, make_image):
+def test_it_puts_back_a_file_that_went_missing_from_the_storage(alice, bob, make_image):
     data = make_image()
     upload_classify(user=alice, file=as_upload(data))
-    [path] = media_files()
-    path.unlink()
+    [name] = media_files()
+    storage.delete(name)
 
     upload_classify(user=bob, file=as_upload(data))
 
-    assert path.read_bytes() == data
+    assert stored_bytes(name) == data
 
 
 @pytest.mark.parametrize(
@@ -240,23 +238,23 @@ def test_an_image_deleted_while_being_uploaded_again_is_simply_stored_anew(
 ):
     data = make_image()
     alices = upload_classify(user=alice, file=as_upload(data)).upload
-    real_write = services.storage.write_if_missing
+    real_write = services.storage.save_if_missing
     interfered = []
 
-    def alice_deletes_hers_first(path, content):
+    def alice_deletes_hers_first(name, content):
         if not interfered:
             interfered.append(True)
             # Bob's request has read the image and its classification; now they go.
             with django_capture_on_commit_callbacks(execute=True):
                 services.upload_delete(user=alice, upload_id=alices.pk)
-        return real_write(path, content)
+        return real_write(name, content)
 
-    monkeypatch.setattr(services.storage, "write_if_missing", alice_deletes_hers_first)
+    monkeypatch.setattr(services.storage, "save_if_missing", alice_deletes_hers_first)
 
     bobs = upload_classify(user=bob, file=as_upload(data))
 
     assert bobs.duplicate is False
     assert list(Upload.objects.all()) == [bobs.upload]
     assert Classification.objects.count() == 1
-    assert media_files()[0].read_bytes() == data
+    assert stored_bytes(media_files()[0]) == data
     assert inference_calls == [1, 1]
