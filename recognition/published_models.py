@@ -10,6 +10,7 @@ refused instead of served.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -33,18 +34,42 @@ def object_name(key: str, filename: str) -> str:
 
 
 def publish(manifest: Manifest) -> list[str]:
-    """Copy a local build's artifacts, then its manifest, to the store; returns the names."""
-    names = []
+    """Copy a local build's artifacts, then its manifest, to the store, each unless the
+    store already holds it intact (a damaged copy is replaced); returns the names written."""
+    written = []
     for filename, expected in (
         (ARTIFACT_NAME, manifest.artifact_sha256),
         (ONNX_NAME, manifest.onnx_sha256),
     ):
-        if expected is not None:
-            names.append(object_name(manifest.key, filename))
-            storage.save_file(names[-1], manifest.directory / filename)
-    names.append(object_name(manifest.key, MANIFEST_NAME))
-    storage.save(names[-1], (manifest.directory / MANIFEST_NAME).read_bytes())
-    return names
+        name = object_name(manifest.key, filename)
+        if expected is not None and _published_sha256(name) != expected:
+            storage.save_file(name, manifest.directory / filename)
+            written.append(name)
+    name = object_name(manifest.key, MANIFEST_NAME)
+    data = (manifest.directory / MANIFEST_NAME).read_bytes()
+    if written or _published_bytes(name) != data:
+        storage.save(name, data)
+        written.append(name)
+    return written
+
+
+def _published_sha256(name: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with storage.open_file(name) as source:
+            for chunk in iter(lambda: source.read(_CHUNK), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()
+
+
+def _published_bytes(name: str) -> bytes | None:
+    try:
+        with storage.open_file(name) as source:
+            return source.read()
+    except FileNotFoundError:
+        return None
 
 
 def published_keys() -> list[str]:
