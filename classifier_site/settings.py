@@ -143,8 +143,8 @@ MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", DATA_DIR / "media"))
 MEDIA_URL = None
 # Images, thumbnails and published models: files on the local disk under MEDIA_ROOT (one
 # machine), or, with RECOGNITION_S3_BUCKET, objects in an S3-compatible store that every
-# node shares. boto3 reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or its other
-# credential sources) itself; they never pass through the settings.
+# node shares. Without AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY boto3 looks for keys in
+# its other places (an instance role, ~/.aws).
 RECOGNITION_S3_BUCKET = envbucket("RECOGNITION_S3_BUCKET")
 AWS_S3_ENDPOINT_URL = envendpoint("AWS_S3_ENDPOINT_URL")
 AWS_S3_REGION_NAME = os.getenv("AWS_S3_REGION_NAME", "").strip()
@@ -155,6 +155,8 @@ if RECOGNITION_S3_BUCKET:
             "bucket_name": RECOGNITION_S3_BUCKET,
             "endpoint_url": AWS_S3_ENDPOINT_URL or None,
             "region_name": AWS_S3_REGION_NAME or None,
+            "access_key": os.getenv("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": os.getenv("AWS_SECRET_ACCESS_KEY") or None,
             # Private objects: images reach browsers only through the views that check
             # ownership, never by an object URL, signed or not (SECURITY.md).
             "default_acl": "private",
