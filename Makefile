@@ -6,15 +6,15 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test test-sqlite test-postgres install install-dev clean-venv
+.PHONY: run test test-sqlite test-postgres test-cluster install install-dev clean-venv
 
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py prepare_model --fallback
 	$(PY) manage.py ensure_admin
-	@echo "Serving on http://127.0.0.1:$(PORT)/  (Ctrl-C stops it)"
-	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+	@echo "Serving on http://127.0.0.1:$(PORT)/ with one background worker  (Ctrl-C stops both)"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 # The whole suite on SQLite, then again on a throwaway PostgreSQL server.
 test: test-sqlite test-postgres
@@ -26,6 +26,11 @@ test-sqlite: install-dev
 test-postgres: install-dev
 	scripts/ensure-chromium
 	scripts/with-postgres $(PY) -m pytest
+
+# The live cluster tests: two web nodes and a worker on throwaway PostgreSQL, Redis and S3
+# servers (scripts/with-cluster; README, "Scaling out").
+test-cluster: install-dev
+	scripts/with-cluster $(PY) -m pytest tests/cluster
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
