@@ -121,9 +121,7 @@ class Cluster:
                 node.argv, cwd=REPO, env=node.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._started.append(process)
-        with (self.dir / "members.pids").open("a") as pids:
-            pids.write(f"{process.pid}\n")
+        self._started.append(process)  # with-cluster stops it at the end (CLUSTER_MEMBER)
         node.pid = process.pid
         self.wait_healthy(node, since=len(node.log_text()))
 
@@ -183,25 +181,27 @@ class Cluster:
         return done
 
     def user(self, prefix: str = "user") -> User:
-        """A new user with a password and an API token, in the cluster's database."""
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        password = uuid.uuid4().hex
-        token = uuid.uuid4().hex[:40]
+        return self.users(prefix, 1)[0]
+
+    def users(self, prefix: str, count: int) -> list[User]:
+        """New users, each with a password and an API token, in the cluster's database."""
+        made = [User(f"{prefix}-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, uuid.uuid4().hex[:40])
+                for _ in range(count)]
         code = (
-            "import sys; from django.contrib.auth.models import User; "
-            "from rest_framework.authtoken.models import Token; "
-            "u = User.objects.create_user(sys.argv[1], password=sys.argv[2]); "
-            "Token.objects.create(user=u, key=sys.argv[3])"
+            "import json, sys; from django.contrib.auth.models import User; "
+            "from rest_framework.authtoken.models import Token\n"
+            "for name, password, token in json.loads(sys.argv[1]):\n"
+            "    Token.objects.create(user=User.objects.create_user(name, password=password), key=token)"
         )
-        env = {**self.worker.env, "RECOGNITION_DATA_DIR": str(self.dir / "operator")}
+        env = {**self.worker.env, "RECOGNITION_DATA_DIR": str(self.dir / "operator"),
+               "DJANGO_SETTINGS_MODULE": "classifier_site.settings"}
         done = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup(); exec(sys.argv[1])", code,
-             name, password, token],
-            cwd=REPO, env={**env, "DJANGO_SETTINGS_MODULE": "classifier_site.settings"},
-            capture_output=True, text=True, timeout=START_TIMEOUT,
+            [sys.executable, "-c", "import django; django.setup()\n" + code,
+             json.dumps([[u.name, u.password, u.token] for u in made])],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=START_TIMEOUT,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        return User(name, password, token)
+        return made
 
     def data_dirs(self) -> list[Path]:
         return [Path(node.env["RECOGNITION_DATA_DIR"]) for node in self.nodes.values()]
@@ -216,6 +216,12 @@ class Cluster:
         pid = listening_pid(port)
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         cwd = os.readlink(f"/proc/{pid}/cwd")
+        if url.startswith("redis://"):
+            # redis-server overwrites its command line with a title: start it again the
+            # way scripts/with-redis does, in its directory, with its pid file.
+            argv = [os.readlink(f"/proc/{pid}/exe"), "--bind", "127.0.0.1", "--port", str(port),
+                    "--dir", cwd, "--save", "", "--appendonly", "no", "--daemonize", "yes",
+                    "--pidfile", f"{cwd}/redis.pid", "--logfile", f"{cwd}/redis.log"]
         env = dict(
             item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
         )
@@ -299,6 +305,12 @@ class Browser:
             return LiveResponse(error.code, error.headers, error.read())
 
     def log_in(self, user: User) -> None:
+        status = self.submit_login(user)
+        assert status == 302, f"login on {self.node.name}: {status}"
+        assert any(cookie.name == "sessionid" for cookie in self.cookies), "not logged in"
+
+    def submit_login(self, user: User) -> int:
+        """The login form filled in and sent; the answer's status (302: logged in)."""
         form = self.get("/accounts/login/").body.decode()
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
         data = urllib.parse.urlencode(
@@ -308,10 +320,10 @@ class Browser:
             self.node.url + "/accounts/login/", data=data, headers={"Referer": self.node.url + "/"}
         )
         try:
-            self.opener.open(request, timeout=120)
+            with self.opener.open(request, timeout=120) as answer:
+                return answer.status
         except urllib.error.HTTPError as error:
-            assert error.code == 302, f"login on {self.node.name}: {error.code}"
-        assert any(cookie.name == "sessionid" for cookie in self.cookies), "not logged in"
+            return error.code
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

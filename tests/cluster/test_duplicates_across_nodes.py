@@ -11,7 +11,7 @@ PER_NODE = 10
 
 def test_the_same_new_image_sent_to_both_nodes_at_once_is_stored_and_classified_once(cluster):
     # Several users, so the per-user upload limit the cluster runs with stays out of it.
-    users = [cluster.user("dup") for _ in range(4)]
+    users = cluster.users("dup", 4)
     data = jpeg(2202)
     sha256 = hashlib.sha256(data).hexdigest()
     start = threading.Barrier(2 * PER_NODE)

@@ -3,6 +3,7 @@ restart; a build whose artifact in the store was damaged is refused by its check
 loudly, and the nodes keep serving the model they have."""
 
 import json
+import re
 
 from tests.cluster.live_cluster import fetch, upload, wait_for
 from tests.cluster.test_uploads_across_nodes import jpeg
@@ -15,24 +16,25 @@ def serving(node, user) -> str:
     return f"{body['name']}-{body['version']}"
 
 
+def last_served(node) -> str | None:
+    """The model a process last said it serves ("Serving model KEY" in its log)."""
+    said = re.findall(r"Serving model (\S+)", node.log_text())
+    return said[-1] if said else None
+
+
 def activate_and_wait(cluster, user, key: str) -> None:
-    marks = {node.name: len(node.log_text()) for node in cluster.nodes.values()}
     cluster.manage("activate_model", key)
     for node in (cluster.a, cluster.b):
         wait_for(lambda: serving(node, user) == key, f"{node.name} serving {key}")
     # The worker holds no HTTP port: its log says when it switched.
-    worker = cluster.worker
-    wait_for(
-        lambda: f"Serving model {key}" in worker.log_text()[marks[worker.name]:],
-        f"the worker serving {key}",
-    )
+    wait_for(lambda: last_served(cluster.worker) == key, f"the worker serving {key}")
 
 
 def test_an_activated_model_is_served_by_both_nodes_and_the_worker_without_restarts(cluster):
     dave = cluster.user("dave")
     pids = {node.name: node.pid for node in cluster.nodes.values()}
     spare, first = cluster.models["spare"], cluster.models["serving"]
-    assert serving(cluster.a, dave) == serving(cluster.b, dave) == first
+    assert serving(cluster.a, dave) == serving(cluster.b, dave) == last_served(cluster.worker) == first
 
     activate_and_wait(cluster, dave, spare)
     try:
@@ -59,12 +61,13 @@ def test_a_build_with_a_damaged_artifact_is_refused_loudly_and_the_old_model_kep
     )
     try:
         for node in (cluster.a, cluster.b):
-            line = wait_for(
-                lambda: next((text for text in node.log_text()[marks[node.name]:].splitlines()
-                              if "ERROR" in text and corrupt in text), None),
-                f"{node.name} refusing {corrupt} in its log",
-            )
-            assert "SHA-256" in line or "checksum" in line.lower(), line
+            def refused():
+                assert serving(node, erin) == first  # a request: it checks the active row
+                return next((text for text in node.log_text()[marks[node.name]:].splitlines()
+                             if f"Refused to switch to the active model {corrupt}" in text), None)
+
+            line = wait_for(refused, f"{node.name} refusing {corrupt} in its log")
+            assert line.startswith("ERROR") and "SHA-256" in line and f"Still serving {first}" in line, line
             assert serving(node, erin) == first
             status, body = upload(node, erin.token, jpeg(4500 + len(node.name)), "kept.jpg")
             assert status == 201, body

@@ -13,8 +13,8 @@ UPLOADS = 8  # per client
 
 
 def test_node_b_keeps_answering_when_node_a_is_killed_mid_traffic_and_nothing_is_left_half_done(cluster):
-    users = {(node.name, c): cluster.user(f"traffic-{node.name}") for node in (cluster.a, cluster.b)
-             for c in range(CLIENTS)}
+    made = iter(cluster.users("traffic", 2 * CLIENTS))
+    users = {(node.name, c): next(made) for node in (cluster.a, cluster.b) for c in range(CLIENTS)}
     results: dict[str, list] = {"node-a": [], "node-b": []}
     lock = threading.Lock()
     a_answered = threading.Semaphore(0)

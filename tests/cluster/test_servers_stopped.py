@@ -5,7 +5,7 @@ is back, without restarting a node."""
 import hashlib
 import os
 
-from tests.cluster.live_cluster import upload, wait_for
+from tests.cluster.live_cluster import Browser, upload, wait_for
 from tests.cluster.test_uploads_across_nodes import jpeg
 
 
@@ -32,17 +32,21 @@ def test_with_the_object_store_stopped_uploads_get_503_nothing_is_written_and_bo
     assert all(any(sha in name for name in objects) for sha in shas)
 
 
-def test_with_redis_stopped_uploads_still_work_and_their_thumbnails_follow_once_it_is_back(cluster):
+def test_with_redis_stopped_uploads_work_logins_get_503_and_thumbnails_follow_once_it_is_back(cluster):
     heidi = cluster.user("heidi")
     data = jpeg(7100)
     sha256 = hashlib.sha256(data).hexdigest()
+    login_form = Browser(cluster.b)
+    login_form.get("/accounts/login/")  # the form and its CSRF cookie, while Redis is up
 
     with cluster.server_stopped(os.environ["REDIS_URL"]):
-        # SECURITY.md: the upload limits fail open while Redis is unreachable (no counts
-        # to check against); the thumbnail's job cannot be queued, its row stays pending.
+        # SECURITY.md: the upload limits fail open while their counters are unreachable,
+        # logins fail closed (unlimited password guessing is what their limit stops).
         for i, node in enumerate((cluster.a, cluster.b)):
             status, body = upload(node, heidi.token, jpeg(7100 + i), "no-redis.jpg")
             assert status == 201, body
+        assert login_form.submit_login(heidi) == 503
+        # The thumbnail's job could not be queued: its row waits, pending.
         assert cluster.sql(
             "SELECT thumbnail_state FROM recognition_storedimage WHERE sha256 = %s", sha256) == [("pending",)]
 
