@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -96,6 +97,14 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+# boto3 sessions, one per set of credentials, shared by every storage instance: making
+# one loads botocore's service models (a quarter of a second here), and Django makes a
+# new storage whenever STORAGES changes (every test). A session is not thread-safe while
+# it makes clients, hence the lock (re-entrant: making a connection makes a session).
+_sessions: dict[tuple[Any, ...], Any] = {}
+_sessions_lock = threading.RLock()
+
+
 class ObjectStoreStorage(S3Storage):
     """django-storages' S3 backend (private objects, overwrite on the same name; see the
     settings) that can also stream an object out and list a prefix with sizes."""
@@ -112,6 +121,33 @@ class ObjectStoreStorage(S3Storage):
                 connect_timeout=5,
                 read_timeout=30,
                 retries={"max_attempts": 3, "mode": "standard"},
+            )
+
+    def _create_session(self) -> Any:
+        key = (self.session_profile, self.access_key, self.secret_key, self.security_token)
+        with _sessions_lock:
+            if key not in _sessions:
+                _sessions[key] = super()._create_session()
+            return _sessions[key]
+
+    @property
+    def connection(self) -> Any:
+        connection = getattr(self._connections, "connection", None)
+        if connection is None:
+            with _sessions_lock:
+                connection = super().connection
+        return connection
+
+    def probe_client(self, config: Config) -> Any:
+        """A separate client of this store with `config` (the start-up check's)."""
+        with _sessions_lock:
+            return self._create_session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
+                use_ssl=self.use_ssl,
+                verify=self.verify,
+                config=self.client_config.merge(config),
             )
 
     def open_stream(self, name: str) -> _ObjectStream:

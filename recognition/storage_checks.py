@@ -14,7 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.core import checks
 from django.core.files.storage import storages
-from storages.backends.s3 import S3Storage
+
+from .storage_backends import ObjectStoreStorage
 
 # One quick attempt: a store that is away should stop the start within seconds.
 _PROBE = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"})
@@ -23,26 +24,18 @@ _PROBE = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, 
 @checks.register("storage")
 def check_object_store(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     backend = storages["default"]
-    if not isinstance(backend, S3Storage):
+    if not isinstance(backend, ObjectStoreStorage):
         return []  # local disk: MEDIA_ROOT is made on first write
     problem = object_store_problem(backend)
     return [checks.Error(problem, id="recognition.E101")] if problem else []
 
 
-def object_store_problem(backend: S3Storage) -> str | None:
+def object_store_problem(backend: ObjectStoreStorage) -> str | None:
     """Why the bucket cannot be used, as one paragraph naming what to fix; None if it can."""
     bucket = backend.bucket_name
     where = _where(backend)
     try:
-        client = backend._create_session().client(
-            "s3",
-            endpoint_url=backend.endpoint_url,
-            region_name=backend.region_name,
-            use_ssl=backend.use_ssl,
-            verify=backend.verify,
-            config=backend.client_config.merge(_PROBE),
-        )
-        client.head_bucket(Bucket=bucket)
+        backend.probe_client(_PROBE).head_bucket(Bucket=bucket)
     except NoCredentialsError:
         return (
             f"RECOGNITION_S3_BUCKET is set ({bucket}) but no credentials for the object store "
@@ -82,7 +75,7 @@ def object_store_problem(backend: S3Storage) -> str | None:
     return None
 
 
-def _where(backend: S3Storage) -> str:
+def _where(backend: ObjectStoreStorage) -> str:
     if not backend.endpoint_url:
         return "at AWS S3"
     parts = urlsplit(backend.endpoint_url)  # the host only: the URL may carry more
