@@ -25,7 +25,8 @@ class ThumbnailState(models.TextChoices):
 
 class StoredImage(models.Model):
     sha256 = models.CharField("SHA-256", max_length=64, unique=True)
-    # Relative to MEDIA_ROOT and derived from the hash, never from the user's filename.
+    # Its name in the file storage (under MEDIA_ROOT, or in the bucket), derived from the
+    # hash, never from the user's filename.
     path = models.CharField(max_length=100, unique=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
