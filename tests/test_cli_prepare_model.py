@@ -106,3 +106,31 @@ def test_from_the_shell_a_bad_weights_file_exits_non_zero_without_a_traceback(tm
     assert "Traceback" not in completed.stderr
     assert completed.stdout == ""
     assert not (tmp_path / "data" / "models").exists()
+
+
+def test_before_any_database_exists_it_prepares_and_says_how_to_activate_later(
+    tmp_path, random_weights_file
+):
+    """As in an image build: no database file is created (it would belong to the builder)."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("DATABASE_URL", "RECOGNITION_S3_BUCKET", "REDIS_URL")
+    }
+    environment.update({"RECOGNITION_DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": "t"})
+    command = ["manage.py", "prepare_model", "--custom", "--weights", str(random_weights_file)]
+
+    completed = subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,  # only catches a hang: it imports torch on a busy machine
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "Not recorded as the active model" in completed.stdout
+    assert "python manage.py activate_model resnet18-" in completed.stdout
+    assert not (tmp_path / "data" / "db.sqlite3").exists()
+    assert [p.name for p in (tmp_path / "data" / "models").iterdir()][0].startswith("resnet18-")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from recognition import active_model, published_models
 from recognition.engine import model_store, quantize
@@ -88,6 +88,8 @@ class Command(BaseCommand):
         """Publish, then record the activation row: nodes switch to it by themselves."""
         self._publish(manifest)
         try:
+            if not _database_exists():
+                raise DatabaseError("there is no database yet")
             before = active_model.current_key()
             active_model.activate(manifest.key)
         except DatabaseError as exc:
@@ -150,9 +152,19 @@ class Command(BaseCommand):
         )
 
 
+def _database_exists() -> bool:
+    """False for an SQLite file not created yet (an image build): connecting would create
+    it, owned by whoever builds, before any migration."""
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        name = str(database["NAME"])
+        return name == ":memory:" or "mode=memory" in name or Path(name).exists()
+    return True
+
+
 def _active_key_or_none() -> str | None:
     try:
-        return active_model.current_key()
+        return active_model.current_key() if _database_exists() else None
     except DatabaseError:
         return None
 
