@@ -7,7 +7,7 @@ import pytest
 
 from recognition.models import Classification, StoredImage, Upload
 from recognition.services import upload_classify
-from tests.web_fixtures import as_upload, media_files, set_prediction_label
+from tests.web_fixtures import as_upload, make_pending_thumbnails, media_files, set_prediction_label
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +60,7 @@ def test_an_ordinary_user_is_sent_to_the_admin_login(alice_client, url):
 
 def test_the_admin_thumbnail_is_for_staff_only(superuser_client, alice_client, uploads):
     url = f"/admin/recognition/storedimage/{uploads[0].stored_image_id}/thumbnail/"
+    make_pending_thumbnails()
 
     assert superuser_client.get(url).status_code == 200
     assert superuser_client.get(url)["Content-Type"] == "image/jpeg"

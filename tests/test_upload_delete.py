@@ -7,12 +7,13 @@ from django.http import Http404
 
 from recognition.models import Classification, Prediction, StoredImage, Upload
 from recognition.services import upload_classify, upload_delete
-from tests.web_fixtures import as_upload, media_files
+from tests.web_fixtures import as_upload, make_pending_thumbnails, media_files, stored_bytes
 
 pytestmark = pytest.mark.django_db
 
 
 def _view_thumbnail(client, upload_id: int) -> None:
+    make_pending_thumbnails()  # what the worker does after the upload
     assert client.get(f"/uploads/{upload_id}/thumbnail").status_code == 200
 
 
@@ -89,7 +90,7 @@ def test_the_same_image_can_be_uploaded_again_after_being_deleted(
     again = upload_classify(user=alice, file=as_upload(data))
 
     assert again.duplicate is False
-    assert media_files()[0].read_bytes() == data
+    assert stored_bytes(media_files()[0]) == data
 
 
 def test_deleting_a_user_deletes_their_pictures_but_not_shared_ones(

@@ -55,6 +55,34 @@ def fresh_cache(settings):
     cache.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def celery_broker_in_tmp(tmp_path_factory) -> None:
+    """Tasks queued by the tests (an upload that commits) go to a broker of this session,
+    not to the data dir's: the embedded broker's folders move to a temporary one. With
+    REDIS_URL (scripts/with-redis) they go to that throwaway server, as in production."""
+    from classifier_site.celery import app, make_broker_folders
+
+    if app.conf.broker_url.startswith("filesystem"):
+        folder = tmp_path_factory.mktemp("broker")
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+        }
+        make_broker_folders(app)
+
+
+def make_pending_thumbnails() -> int:
+    """Make every pending thumbnail now, in this process, with the worker's own task
+    (not a stand-in): for tests that look at thumbnails without running a worker.
+    Returns how many were made."""
+    from recognition.models import ThumbnailState
+    from recognition.tasks import make_thumbnail
+
+    pending = StoredImage.objects.filter(thumbnail_state=ThumbnailState.PENDING)
+    return sum(make_thumbnail(pk) == "made" for pk in pending.values_list("pk", flat=True))
+
+
 @pytest.fixture
 def fast_password_hashing(settings):
     """For tests that make many users or log in often: PBKDF2's deliberate slowness

@@ -14,7 +14,7 @@ from recognition.models import Upload
 from recognition.selectors import SEARCH_RANKS
 from recognition.services import upload_classify
 from recognition.thumbnails import THUMBNAIL_SIZE
-from tests.web_fixtures import as_upload
+from tests.web_fixtures import as_upload, make_pending_thumbnails
 
 from .conftest import image_shown, screenshot_at_both_widths
 
@@ -41,6 +41,7 @@ def test_history_shows_thumbnails_finds_a_label_and_leads_to_a_detail_page_that_
     alice, alice_page, photos
 ):
     uploads = upload_photos(alice, photos.values())
+    assert make_pending_thumbnails() == 3  # what the worker does after the uploads
     page = alice_page
 
     page.goto("/history/")
