@@ -11,6 +11,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,7 +220,8 @@ class Cluster:
         if url.startswith("redis://"):
             # redis-server overwrites its command line with a title: start it again the
             # way scripts/with-redis does, in its directory, with its pid file.
-            argv = [os.readlink(f"/proc/{pid}/exe"), "--bind", "127.0.0.1", "--port", str(port),
+            program = shutil.which(argv[0].split()[0].decode()) or "redis-server"  # its title's first word
+            argv = [program, "--bind", "127.0.0.1", "--port", str(port),
                     "--dir", cwd, "--save", "", "--appendonly", "no", "--daemonize", "yes",
                     "--pidfile", f"{cwd}/redis.pid", "--logfile", f"{cwd}/redis.log"]
         env = dict(

@@ -60,7 +60,7 @@ def test_a_build_with_a_damaged_artifact_is_refused_loudly_and_the_old_model_kep
         " VALUES (%s, %s, now())", corrupt, first,
     )
     try:
-        for node in (cluster.a, cluster.b):
+        for i, node in enumerate((cluster.a, cluster.b)):
             def refused():
                 assert serving(node, erin) == first  # a request: it checks the active row
                 return next((text for text in node.log_text()[marks[node.name]:].splitlines()
@@ -69,7 +69,7 @@ def test_a_build_with_a_damaged_artifact_is_refused_loudly_and_the_old_model_kep
             line = wait_for(refused, f"{node.name} refusing {corrupt} in its log")
             assert line.startswith("ERROR") and "SHA-256" in line and f"Still serving {first}" in line, line
             assert serving(node, erin) == first
-            status, body = upload(node, erin.token, jpeg(4500 + len(node.name)), "kept.jpg")
+            status, body = upload(node, erin.token, jpeg(4500 + i), "kept.jpg")
             assert status == 201, body
             assert f"{body['model']['name']}-{body['model']['version']}" == first
     finally:
