@@ -64,12 +64,6 @@ def content_type(image_format: str) -> str:
     return FORMATS.get(image_format, ("bin", "application/octet-stream"))[1]
 
 
-def object_store_configured() -> bool:
-    from django.conf import settings
-
-    return bool(settings.RECOGNITION_S3_BUCKET)
-
-
 def save(name: str, data: bytes) -> None:
     """Store `data` under `name`, replacing what was there; readers see the old object
     or the whole new one."""

@@ -200,11 +200,6 @@ def stored_bytes(name: str) -> bytes:
         return handle.read()
 
 
-def object_store_in_use() -> bool:
-    """The suite runs against a real S3 server (scripts/with-s3), not the local disk."""
-    return bool(settings.RECOGNITION_S3_BUCKET)
-
-
 def s3_client():
     """A plain boto3 client of the suite's S3 server, beside the service's own backend."""
     import boto3
