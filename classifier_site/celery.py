@@ -54,15 +54,18 @@ def _stop(**_kwargs) -> None:
 
 
 def _sweep_every(interval: float) -> None:
-    from django.db import close_old_connections
+    from django.db import DatabaseError, close_old_connections
+    from kombu.exceptions import OperationalError as BrokerError
 
     from recognition.tasks import sweep
 
     while True:
         try:
             sweep()
-        except Exception:  # a database or broker outage: try again at the next tick
-            logger.exception("The sweep failed; it runs again in %s s", interval)
+        except (DatabaseError, BrokerError) as exc:  # an outage: the next tick tries again
+            logger.error("The sweep failed, it runs again in %s s: %s", interval, exc)
+        except Exception:
+            logger.exception("The sweep failed, it runs again in %s s", interval)
         finally:
             close_old_connections()
         if _stop_sweeping.wait(interval):
