@@ -16,16 +16,23 @@ run: install
 	@echo "Serving on http://127.0.0.1:$(PORT)/ with one background worker  (Ctrl-C stops both)"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
-# The whole suite on SQLite, then again on a throwaway PostgreSQL server.
-test: test-sqlite test-postgres
+# The suite in both modes, then a live cluster: once embedded (SQLite, local files, the
+# file cache, the filesystem broker), once scaled out on throwaway PostgreSQL, Redis and
+# S3 servers, then two web nodes and a worker (README, "Scaling out").
+test: test-sqlite test-postgres test-cluster
 
 test-sqlite: install-dev
 	scripts/ensure-chromium
 	$(PY) -m pytest
 
+# The framework-free engine's own tests read no database, store or cache: the first
+# pass has run them, and running them again here would only cost minutes.
+ENGINE_ONLY_TESTS := backends batching classifier equivalence images recognition weights
 test-postgres: install-dev
 	scripts/ensure-chromium
-	scripts/with-postgres $(PY) -m pytest
+	scripts/with-postgres scripts/with-redis scripts/with-s3 $(PY) -m pytest \
+		$(foreach name,$(ENGINE_ONLY_TESTS),--ignore=tests/test_engine_$(name).py) \
+		--ignore=tests/test_fuzz_decoder.py
 
 # The live cluster tests: two web nodes and a worker on throwaway PostgreSQL, Redis and S3
 # servers (scripts/with-cluster; README, "Scaling out").
