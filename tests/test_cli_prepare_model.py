@@ -134,3 +134,21 @@ def test_before_any_database_exists_it_prepares_and_says_how_to_activate_later(
     assert "python manage.py activate_model resnet18-" in completed.stdout
     assert not (tmp_path / "data" / "db.sqlite3").exists()
     assert [p.name for p in (tmp_path / "data" / "models").iterdir()][0].startswith("resnet18-")
+
+
+def test_preparing_a_build_that_exists_again_keeps_the_model_someone_activated_since(
+    settings, two_models_dir, random_weights_file
+):
+    # `make run` again, or a deployment's setup step, runs prepare_model on every start.
+    from recognition import active_model
+
+    models_dir, first, second = two_models_dir
+    settings.RECOGNITION_MODELS_DIR = models_dir
+    active_model.activate(first)
+    active_model.activate(second)  # chosen by an operator since
+
+    out, _ = _prepare_model("--custom", "--weights", str(random_weights_file))
+
+    assert "already prepared" in out
+    assert f"The active model stays {second}" in out
+    assert active_model.current_key() == second

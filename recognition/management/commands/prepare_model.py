@@ -7,7 +7,7 @@ from django.db import DatabaseError, connection
 from recognition import active_model, published_models
 from recognition.engine import model_store, quantize
 from recognition.engine.manifest import ArtifactError, Manifest
-from recognition.engine.prepare import prepare
+from recognition.engine.prepare import PrepareOutcome, prepare
 from recognition.engine.specs import DEFAULT_MODEL, OFFLINE_FALLBACK, SPECS
 from recognition.engine.weights import WeightsError
 from recognition.storage import StorageError
@@ -61,8 +61,12 @@ class Command(BaseCommand):
             if options["int8"] and not any(options[name] for name in _CHOOSES_A_MODEL):
                 fp32 = _active_fp32(models_dir)
             else:
-                fp32 = self._prepare(models_dir, options)
-                self._activate(fp32)
+                outcome = self._prepare(models_dir, options)
+                fp32 = outcome.manifest
+                # A build made just now is what the operator asked for; one that was
+                # there already (`make run` again, a deployment's setup step) must not
+                # undo a model someone chose since with activate_model or the admin.
+                self._activate(fp32, keep_another_active=not outcome.built)
             return self._int8(models_dir, fp32, options["activate"]) if options["int8"] else ""
         except (WeightsError, ArtifactError, active_model.ActivationRefused) as exc:
             raise CommandError(str(exc)) from None
@@ -84,13 +88,19 @@ class Command(BaseCommand):
             f"{published_models.object_name(manifest.key, '')}."
         )
 
-    def _activate(self, manifest: Manifest) -> None:
+    def _activate(self, manifest: Manifest, *, keep_another_active: bool = False) -> None:
         """Publish, then record the activation row: nodes switch to it by themselves."""
         self._publish(manifest)
         try:
             if not _database_exists():
                 raise DatabaseError("there is no database yet")
             before = active_model.current_key()
+            if keep_another_active and before not in (None, manifest.key):
+                self.stdout.write(
+                    f"The active model stays {before}; "
+                    f"`python manage.py activate_model {manifest.key}` switches to this one."
+                )
+                return
             active_model.activate(manifest.key)
         except DatabaseError as exc:
             self.stdout.write(
@@ -104,7 +114,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{manifest.key} is now the active model.")
 
-    def _prepare(self, models_dir: Path, options) -> Manifest:
+    def _prepare(self, models_dir: Path, options) -> PrepareOutcome:
         outcome = prepare(
             models_dir,
             model=options["model"],
@@ -122,7 +132,7 @@ class Command(BaseCommand):
             )
         # Said before any quantizing, which may still fail.
         self.stdout.write(outcome.summary())
-        return outcome.manifest
+        return outcome
 
     def _int8(self, models_dir: Path, fp32: Manifest, activate: bool) -> str:
         int8 = quantize.find_int8(models_dir, fp32)
