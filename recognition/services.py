@@ -96,10 +96,19 @@ def upload_delete(*, user: AbstractBaseUser, upload_id: int) -> None:
         upload.delete()
         if stored.uploads.exists():
             return
-        names = [stored.path, storage.thumbnail_name(stored.sha256)]
+        sha256, names = stored.sha256, [stored.path, storage.thumbnail_name(stored.sha256)]
         stored.delete()  # cascades to its classifications and their predictions
         # After the commit: a rolled-back delete must still find its files.
-        transaction.on_commit(lambda: [storage.delete_quietly(name) for name in names])
+        transaction.on_commit(lambda: _delete_files_unless_adopted(sha256, names))
+
+
+def _delete_files_unless_adopted(sha256: str, names: list[str]) -> None:
+    # An upload of the same bytes may have committed a new row since the delete did, and
+    # found these objects in place (it writes only what is missing): they are its now.
+    if _is_referenced(sha256):
+        return
+    for name in names:
+        storage.delete_quietly(name)
 
 
 def _read_within_limit(file: File) -> bytes:

@@ -69,6 +69,22 @@ def test_files_are_removed_only_once_the_deletion_is_committed(
     assert len(callbacks) == 1
 
 
+def test_an_upload_of_the_same_bytes_between_a_delete_and_its_cleanup_keeps_its_file(
+    alice, bob, make_image, django_capture_on_commit_callbacks
+):
+    data = make_image()
+    alices = upload_classify(user=alice, file=as_upload(data)).upload
+    with django_capture_on_commit_callbacks(execute=False) as cleanup:
+        upload_delete(user=alice, upload_id=alices.pk)
+
+    # Bob's upload commits after the delete did, finding the object still in place.
+    bobs = upload_classify(user=bob, file=as_upload(data)).upload
+    for callback in cleanup:
+        callback()
+
+    assert stored_bytes(bobs.stored_image.path) == data
+
+
 def test_a_user_cannot_delete_someone_elses_upload(alice, bob, make_image):
     alices = upload_classify(user=alice, file=as_upload(make_image())).upload
 
