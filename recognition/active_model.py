@@ -18,6 +18,7 @@ from . import published_models
 from .engine import model_store, quantize
 from .engine.manifest import ArtifactError, Manifest
 from .models import ActiveModel
+from .storage import StorageError
 
 
 class ActivationRefused(Exception):
@@ -80,20 +81,29 @@ def check_activatable(key: str) -> Manifest:
 
 
 def _prepared_manifest(key: str) -> Manifest:
-    local = _models_dir() / key
-    manifest: Manifest | None
     try:
-        manifest = Manifest.read(local)
-    except ArtifactError:
-        manifest = published_models.read_manifest(key)
-    if manifest is None or manifest.key != key:
+        manifest = _find_manifest(key)
+        if manifest is not None and manifest.key == key:
+            return manifest
         keys = prepared_keys()
-        listed = ", ".join(keys) if keys else "none yet: run `python manage.py prepare_model`"
+    except StorageError as exc:
         raise ActivationRefused(
-            f"{key!r} is not a prepared model, neither in this node's models directory nor "
-            f"in the object store. Prepared models: {listed}."
-        )
-    return manifest
+            f"Whether {key!r} is published cannot be told: the object store cannot be "
+            f"reached or refuses ({exc}). Check AWS_S3_ENDPOINT_URL, the AWS_* keys and "
+            "RECOGNITION_S3_BUCKET, then try again; nothing was activated."
+        ) from None
+    listed = ", ".join(keys) if keys else "none yet: run `python manage.py prepare_model`"
+    raise ActivationRefused(
+        f"{key!r} is not a prepared model, neither in this node's models directory nor "
+        f"in the object store. Prepared models: {listed}."
+    )
+
+
+def _find_manifest(key: str) -> Manifest | None:
+    try:
+        return Manifest.read(_models_dir() / key)
+    except ArtifactError:
+        return published_models.read_manifest(key)
 
 
 def _models_dir() -> Path:

@@ -5,9 +5,11 @@ same service as the users' own."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -19,8 +21,10 @@ from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
 from . import active_model
+from .engine import model_store
 from .models import ActiveModel, Classification, Prediction, StoredImage, Upload
 from .services import upload_delete
+from .storage import StorageError
 from .templatetags.recognition import milliseconds, percent
 from .views.media import stored_image_thumbnail_response
 
@@ -255,8 +259,8 @@ class ActivateModelForm(forms.ModelForm):
 
     key = forms.ChoiceField(
         label="Model",
-        help_text="Every web node and worker switches to it by itself within "
-        "RECOGNITION_MODEL_CHECK_SECONDS.",
+        help_text="Every web node switches to it by itself within "
+        "RECOGNITION_MODEL_CHECK_SECONDS, every worker at its next sweep.",
     )
 
     class Meta:
@@ -266,7 +270,11 @@ class ActivateModelForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "key" in self.fields:  # the add form; the history's pages show it read-only
-            self.fields["key"].choices = [(key, key) for key in active_model.prepared_keys()]
+            try:
+                keys = active_model.prepared_keys()
+            except StorageError:  # the store is away: this node's builds, still activatable
+                keys = model_store.prepared_keys(Path(settings.RECOGNITION_MODELS_DIR))
+            self.fields["key"].choices = [(key, key) for key in keys]
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]

@@ -150,7 +150,8 @@ def _switch_if_activated(serving: _Serving) -> None:
     try:
         published_models.ensure_local(serving.models_dir, row.key, serving.backend)
         classifier.select(row.key)
-    except (ModelUnavailable, ArtifactError, BackendError, StorageError) as exc:
+    except (ModelUnavailable, ArtifactError, BackendError, OSError) as exc:
+        # OSError: the store (StorageError) or this node's own disk (full, not writable).
         serving.refused, serving.refused_at = row.pk, now
         kept = classifier.loaded_key()
         if kept is None:

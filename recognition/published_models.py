@@ -141,13 +141,26 @@ def fetch(models_dir: Path, key: str, backend: str) -> Manifest:
                     "or tampered with, and was not installed. Run `python manage.py "
                     "prepare_model` again where the model was built to publish it anew."
                 )
-        _keep_other_cached_files(models_dir / key, staging)
-        model_store.install(staging, models_dir / key)
+        if _intact_locally(models_dir / key, backend):
+            # Another process of this node fetched it meanwhile, and may be loading it:
+            # swapping its folder away under it would make that load fail.
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            _keep_other_cached_files(models_dir / key, staging)
+            model_store.install(staging, models_dir / key)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("Fetched model %s (%s) from the object store", key, path.name)
     return Manifest.read(models_dir / key)
+
+
+def _intact_locally(directory: Path, backend: str) -> bool:
+    try:
+        path, expected = artifact_for(Manifest.read(directory), backend)
+    except ArtifactError:
+        return False
+    return expected is not None and path.is_file() and sha256_file(path) == expected
 
 
 def _keep_other_cached_files(cached: Path, staging: Path) -> None:

@@ -35,12 +35,13 @@ def test_it_activates_a_prepared_model_and_says_what_was_active_before(models, s
     first, second = models
     settings.RECOGNITION_MODEL = None
     settings.RECOGNITION_MODEL_CHECK_SECONDS = 5
+    settings.RECOGNITION_TASK_SWEEP_SECONDS = 30
     _activate_model(first)
 
     said = _activate_model(second)
 
     assert f"{second} is now the active model (before: {first})" in said
-    assert "within 5 s" in said
+    assert "web node serves it within 5 s" in said and "every worker within 30 s" in said
     assert active_model.current_key() == second
     assert ActiveModel.objects.first().activated_by is None  # a command, not a user
 
@@ -100,3 +101,20 @@ def test_from_the_shell_a_bad_key_exits_non_zero_without_a_traceback(tmp_path):
     assert last_line.startswith("CommandError: 'resnet18-000000000000' is not a prepared model")
     assert "run `python manage.py prepare_model`" in last_line
     assert "Traceback" not in completed.stderr
+
+
+def test_an_unpublished_key_while_the_store_is_unreachable_is_refused_naming_the_endpoint(
+    models, settings
+):
+    from tests.test_object_store import unreachable
+
+    first, _ = models
+    with unreachable(settings), pytest.raises(CommandError) as refused:
+        _activate_model("resnet18-000000000000")
+
+    assert "object store cannot be reached" in str(refused.value)
+    assert "AWS_S3_ENDPOINT_URL" in str(refused.value)
+    assert not ActiveModel.objects.exists()
+    with unreachable(settings):  # a build this node holds needs nothing from the store
+        _activate_model(first)
+    assert active_model.current_key() == first

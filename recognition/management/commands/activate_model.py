@@ -7,9 +7,9 @@ from recognition import active_model
 
 class Command(BaseCommand):
     help = (
-        "Make a prepared model the active model of every web node and worker (they switch "
-        "within RECOGNITION_MODEL_CHECK_SECONDS, without a restart), or with --rollback go "
-        "back to the model that was active before."
+        "Make a prepared model the active model of every web node and worker (without a "
+        "restart: a web node within RECOGNITION_MODEL_CHECK_SECONDS, a worker at its next "
+        "sweep), or with --rollback go back to the model that was active before."
     )
 
     def add_arguments(self, parser):
@@ -44,5 +44,6 @@ class Command(BaseCommand):
         )
         return (
             f"{row.key} is now the active model (before: {row.previous_key or 'none'}); every "
-            f"node serves it within {served_within} s of its next request.{pinned}"
+            f"web node serves it within {served_within} s of its next request, every worker "
+            f"within {settings.RECOGNITION_TASK_SWEEP_SECONDS} s.{pinned}"
         )
