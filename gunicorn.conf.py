@@ -27,7 +27,8 @@ wsgi_app = "classifier_site.wsgi:application"
 
 def on_starting(server):
     """Refuse to start, before any worker forks, when the configuration cannot work: a bad
-    variable, an unreachable or misconfigured database, object store or Redis."""
+    variable, a misconfigured or unreachable object store or Redis. (A database that is down
+    is not a reason: pages and the API answer 503 until it is back, and the health check says so.)"""
     from classifier_site.startup import refuse_bad_configuration
 
     refuse_bad_configuration("gunicorn")

@@ -79,7 +79,7 @@ def _started_as_worker() -> bool:
 
 
 if _started_as_worker():
-    # Like gunicorn's master: a bad variable, an unreachable Redis, database or object
+    # Like gunicorn's master: a bad variable, an unreachable Redis or object
     # store stops the worker with one paragraph each, not a traceback or endless retries.
     from .startup import refuse_bad_configuration
 

@@ -248,7 +248,9 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 _BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {}
+    # Bounded like the cache's: a Redis that stops answering (not only one that refuses)
+    # must not hold an upload's response for minutes; the sweep queues what was missed.
+    {"socket_connect_timeout": 2, "socket_timeout": 5}
     if REDIS_URL
     else {
         "data_folder_in": str(_BROKER_DIR / "queue"),
@@ -257,6 +259,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     }
 )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queuing from a request tries twice, briefly, then leaves the work to the sweep.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 # Acknowledge after the task ran, not before: a worker killed mid-task leaves the message
 # to be delivered again (on brokers that can), and the tasks are idempotent.
 CELERY_TASK_ACKS_LATE = True
