@@ -183,3 +183,111 @@ class ActiveModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} (since {self.activated_at:%Y-%m-%d %H:%M})"
+
+
+class JobKind(models.TextChoices):
+    IMPORT = "import"
+    RECLASSIFY = "reclassify"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_JOB_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    """One piece of long background work (recognition/jobs.py runs it): what it is, whose
+    it is, how far it got. The worker writes the counts as it goes, so any web node can
+    show progress, and a worker that takes over after a crash reads what is left here."""
+
+    kind = models.CharField(max_length=20, choices=JobKind.choices)
+    # None when a command started it (reclassify from manage.py).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="jobs",
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0, help_text="Items finished successfully.")
+    failed = models.PositiveIntegerField(default=0, help_text="Items refused or failed.")
+    created_at = models.DateTimeField(db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The prepared model the job classified with (a key such as resnet18-1a2b3c4d5e6f).
+    model_key = models.CharField(max_length=100, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # Renewed by the worker running it; a claim that stops being renewed means the
+    # worker died, and the sweep queues the job again (it resumes where it stopped).
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # When a message to run it was last sent, so the sweep does not send one every tick.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Kind-specific: top_k and the staged archive for imports; the model and
+    # only_missing for reclassification.
+    options = models.JSONField(default=dict, blank=True)
+    # Reclassification's resume point: every stored image up to this id is done.
+    cursor = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "kind", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(done__lte=F("total")) & Q(failed__lte=F("total")),
+                name="job_counts_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+
+class JobItemStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobItem(models.Model):
+    """One file of an import, and what became of it."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    filename = models.CharField(max_length=MAX_FILENAME_LENGTH)
+    # Where its bytes are: a staged file's storage name, or the member's name inside the
+    # job's staged archive.
+    source = models.CharField(max_length=1024, blank=True)
+    status = models.CharField(
+        max_length=10, choices=JobItemStatus.choices, default=JobItemStatus.PENDING
+    )
+    upload = models.ForeignKey(
+        Upload, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="one_job_item_per_position"),
+        ]
+        indexes = [models.Index(fields=["job", "status", "position"])]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.status})"

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.http import Http404
 
-from .models import Prediction, Upload
+from .models import Job, JobItem, Prediction, Upload
 
 # Label search looks at the predictions a user was shown, not the long tail.
 SEARCH_RANKS = 3
@@ -76,3 +76,30 @@ def _uploads_with_results() -> QuerySet[Upload]:
     return Upload.objects.select_related("stored_image", "classification").prefetch_related(
         RANKED_PREDICTIONS
     )
+
+
+def job_list_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, kind: str | None = None
+) -> QuerySet[Job]:
+    """The user's background jobs, newest first."""
+    if not user.is_authenticated:
+        return Job.objects.none()
+    jobs = Job.objects.filter(owner=user)
+    if kind is not None:
+        jobs = jobs.filter(kind=kind)
+    return jobs.order_by("-created_at", "-id")
+
+
+def job_get_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, job_id: int, kind: str | None = None
+) -> Job:
+    """The user's job with this id; Http404 whether it is missing or someone else's."""
+    try:
+        return job_list_for_user(user=user, kind=kind).get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such job.") from None
+
+
+def job_items(job: Job) -> QuerySet[JobItem]:
+    """A job's items in order, with what the worker made of them."""
+    return job.items.select_related("upload__classification").order_by("position")

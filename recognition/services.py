@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
@@ -20,8 +22,8 @@ from . import storage, tasks
 from .configured_classifier import get_classifier
 from .engine import classifier as engine
 from .engine.defaults import DEFAULT_TOP_K
-from .engine.images import DecodedImage, decode_image
-from .errors import StorageFailed, UploadTooLarge
+from .engine.images import DecodedImage, ImageRejected, decode_image
+from .errors import ServiceError, StorageFailed, UploadTooLarge
 from .filenames import clean_filename
 from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
 from .selectors import RANKED_PREDICTIONS, upload_get_for_user
@@ -128,10 +130,91 @@ def _read_within_limit(file: File) -> bytes:
     return b"".join(chunks)
 
 
+def upload_classify_batch(
+    *, user: AbstractBaseUser, files: Sequence[tuple[str, bytes]], top_k: int = DEFAULT_TOP_K
+) -> list[UploadOutcome | ServiceError]:
+    """`upload_classify` for many files at once (bulk import): the pictures the active
+    model has not seen go through one forward pass together, then each is stored and
+    recorded exactly as a single upload is. One outcome per file, in order: its
+    UploadOutcome, or the ServiceError that refused it (too large, not an image).
+
+    ModelUnavailable and StorageFailed are raised, not returned: no other file of the
+    batch can succeed without the model or the store."""
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
+    classifier = get_classifier()
+    model = classifier.identity()
+    limit = settings.RECOGNITION_MAX_UPLOAD_BYTES
+    outcomes: list[UploadOutcome | ServiceError | None] = [None] * len(files)
+    hashes = {
+        position: hashlib.sha256(data).hexdigest()
+        for position, (_name, data) in enumerate(files)
+        if len(data) <= limit
+    }
+    known = {
+        stored.sha256: stored for stored in StoredImage.objects.filter(sha256__in=hashes.values())
+    }
+    classified = set(
+        Classification.objects.filter(
+            stored_image__in=known.values(), model_name=model.name, model_version=model.version
+        ).values_list("stored_image__sha256", flat=True)
+    )
+    to_classify: dict[int, DecodedImage] = {}
+    facts: dict[int, _ImageFacts] = {}
+    for position, (_name, data) in enumerate(files):
+        sha256 = hashes.get(position)
+        if sha256 is None:
+            outcomes[position] = UploadTooLarge(limit)
+            continue
+        stored = known.get(sha256)
+        if stored is not None:
+            facts[position] = _ImageFacts(
+                sha256, stored.path, stored.width, stored.height, stored.format, stored.byte_size
+            )
+            if sha256 in classified:
+                continue
+        try:
+            decoded = _decode_upload(data, classifier)
+        except ImageRejected as exc:
+            outcomes[position] = exc
+            continue
+        to_classify[position] = decoded
+        facts.setdefault(position, _facts_of(sha256, decoded, len(data)))
+    results = dict(
+        zip(
+            to_classify,
+            classifier.classify([d.image for d in to_classify.values()], top_k=MAX_TOP_K),
+        )
+    )
+    for position, (name, data) in enumerate(files):
+        if outcomes[position] is not None:
+            continue
+        result = results.get(position)
+        recognised = _Recognised(
+            facts[position], result.model if result else model, result,
+            new_image=facts[position].sha256 not in known,
+        )
+        try:
+            upload, duplicate = _store_and_record(user, data, recognised, clean_filename(name))
+        except _StaleRead:  # the image was deleted meanwhile: the single path starts over
+            outcome = upload_classify(user=user, file=ContentFile(data, name=name), top_k=top_k)
+            upload, duplicate = outcome.upload, outcome.duplicate
+        outcomes[position] = UploadOutcome(upload=upload, duplicate=duplicate, top_k=top_k)
+    done = [outcome for outcome in outcomes if isinstance(outcome, UploadOutcome)]
+    prefetch_related_objects([outcome.upload for outcome in done], RANKED_PREDICTIONS)
+    return outcomes  # type: ignore[return-value]  # every position is filled by now
+
+
 def _upload_once(
     user: AbstractBaseUser, data: bytes, sha256: str, filename: str
 ) -> tuple[Upload, bool]:
-    recognised = _recognise_unless_known(data, sha256)
+    return _store_and_record(user, data, _recognise_unless_known(data, sha256), filename)
+
+
+def _store_and_record(
+    user: AbstractBaseUser, data: bytes, recognised: _Recognised, filename: str
+) -> tuple[Upload, bool]:
+    sha256 = recognised.facts.sha256
     name = recognised.facts.path
     wrote = _write_image(name, data)  # the file first: a row never points at nothing
     try:
@@ -166,14 +249,7 @@ def _recognise_unless_known(data: bytes, sha256: str) -> _Recognised:
     decoded = None
     if stored is None:
         decoded = _decode_upload(data, classifier)
-        facts = _ImageFacts(
-            sha256=sha256,
-            path=storage.image_name(sha256, decoded.format),
-            width=decoded.width,
-            height=decoded.height,
-            format=decoded.format,
-            byte_size=len(data),
-        )
+        facts = _facts_of(sha256, decoded, len(data))
     else:
         facts = _ImageFacts(
             sha256, stored.path, stored.width, stored.height, stored.format, stored.byte_size
@@ -189,6 +265,17 @@ def _recognise_unless_known(data: bytes, sha256: str) -> _Recognised:
         [result] = classifier.classify([decoded.image], top_k=MAX_TOP_K)
         model = result.model
     return _Recognised(facts, model, result, new_image=stored is None)
+
+
+def _facts_of(sha256: str, decoded: DecodedImage, byte_size: int) -> _ImageFacts:
+    return _ImageFacts(
+        sha256=sha256,
+        path=storage.image_name(sha256, decoded.format),
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+        byte_size=byte_size,
+    )
 
 
 def _record(user: AbstractBaseUser, recognised: _Recognised, filename: str) -> tuple[Upload, bool]:

@@ -56,7 +56,7 @@ def make_thumbnail(stored_image_id: int) -> str:
         return "nothing to do"  # made already, failed, gone, or another worker has it
     stored = StoredImage.objects.get(pk=stored_image_id)
     try:
-        with _heartbeat(stored_image_id, claim):
+        with heartbeat(StoredImage, stored_image_id, "thumbnail_claimed_at", claim):
             jpeg = thumbnails.render(stored)
             storage.save(thumbnails.thumbnail_name(stored), jpeg)
     except ImageRejected as exc:
@@ -75,10 +75,19 @@ def make_thumbnail(stored_image_id: int) -> str:
     return "made"
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def run_job(job_id: int) -> str:
+    """Run, or resume, one background job (recognition/jobs.py)."""
+    from . import jobs
+
+    return jobs.run(job_id)
+
+
 def sweep() -> int:
     """Queue again every pending thumbnail nobody is working on: claimed by a worker that
     stopped renewing its claim, or never claimed although its message should have been
-    taken by now. Gives up on rows tried too often. Then checks which model is active.
+    taken by now. Gives up on rows tried too often. Then queues the jobs nobody works on
+    (jobs.sweep) and checks which model is active.
     Returns how many were queued."""
     stale = _stale_before()
     pending = StoredImage.objects.filter(thumbnail_state=ThumbnailState.PENDING)
@@ -98,6 +107,9 @@ def sweep() -> int:
         make_thumbnail.delay(stored_image_id)
     if ids:
         logger.info("Sweep queued %s pending thumbnails again", len(ids))
+    from . import jobs
+
+    jobs.sweep()
     _refresh_active_model()
     return len(ids)
 
@@ -132,8 +144,9 @@ def _finish(stored_image_id: int, state: str, error: str) -> None:
 
 
 @contextmanager
-def _heartbeat(stored_image_id: int, claimed_at: datetime) -> Iterator[None]:
-    """Renew the claim every third of the stale limit while the body runs."""
+def heartbeat(model, pk: int, field: str, claimed_at: datetime) -> Iterator[None]:
+    """Renew a claim (the row's `field`, a time) every third of the stale limit while the
+    body runs, so the sweep can tell a live worker's claim from a dead one's."""
     stop = threading.Event()
     interval = settings.RECOGNITION_TASK_STALE_SECONDS / 3
 
@@ -142,18 +155,22 @@ def _heartbeat(stored_image_id: int, claimed_at: datetime) -> Iterator[None]:
         try:
             while not stop.wait(interval):
                 now = timezone.now()
-                renewed = StoredImage.objects.filter(
-                    pk=stored_image_id, thumbnail_claimed_at=claim
-                ).update(thumbnail_claimed_at=now)
+                renewed = model.objects.filter(pk=pk, **{field: claim}).update(**{field: now})
                 if not renewed:
-                    return  # finished, or taken over after all: nothing left to renew
+                    # Finished, taken over, or renewed by the work itself (jobs write their
+                    # progress with a fresh claim): follow the row's own value.
+                    current = model.objects.filter(pk=pk).values_list(field, flat=True).first()
+                    if current is None:
+                        return  # finished: nothing left to renew
+                    claim = current
+                    continue
                 claim = now
         except Exception:
-            logger.exception("Could not renew the claim on image %s", stored_image_id)
+            logger.exception("Could not renew the claim on %s %s", model.__name__, pk)
         finally:
             connections.close_all()  # this thread's own connection
 
-    thread = threading.Thread(target=renew, name=f"heartbeat-{stored_image_id}", daemon=True)
+    thread = threading.Thread(target=renew, name=f"heartbeat-{model.__name__}-{pk}", daemon=True)
     thread.start()
     try:
         yield
