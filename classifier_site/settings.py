@@ -202,6 +202,12 @@ RECOGNITION_BATCH_WAIT_MS = envint(
 # Forward passes that run at once, each on its own batch (with MAX_BATCH > 1).
 RECOGNITION_BATCH_RUNNERS = envint("RECOGNITION_BATCH_RUNNERS", 1, minimum=1)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+# Pictures one user may import in 24 hours, apart from the interactive upload limits.
+RECOGNITION_IMPORT_RATE = envint("RECOGNITION_IMPORT_RATE", 10_000, minimum=1)
+# The most one import request may carry: one archive, or all its files together.
+RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES = envint(
+    "RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES", 512 * 1024 * 1024, minimum=1
+)
 RECOGNITION_MAX_PIXELS = envint(
     "RECOGNITION_MAX_PIXELS", engine_defaults.DEFAULT_MAX_PIXELS, minimum=1
 )
@@ -282,6 +288,8 @@ RECOGNITION_TASK_SWEEP_SECONDS = envint("RECOGNITION_TASK_SWEEP_SECONDS", 30, mi
 
 # Small files stay in memory; anything larger is spooled to a temporary file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# A bulk import may send this many `files` parts (Django refuses more than 100 by default).
+DATA_UPLOAD_MAX_NUMBER_FILES = 10_000
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_PERMISSIONS = 0o640
 

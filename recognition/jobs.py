@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from importlib import import_module
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,10 +63,13 @@ def register(kind: str, run: Callable[[JobRun], None], cleanup: Callable[[Job], 
     _HANDLERS[kind] = JobKindHandler(run, cleanup)
 
 
+# The module that registers each kind's handler when it is imported.
+_KIND_MODULES = {JobKind.IMPORT: "recognition.imports", JobKind.RECLASSIFY: "recognition.reclassify"}
+
+
 def _handler(kind: str) -> JobKindHandler:
-    if not _HANDLERS:
-        # The kinds register themselves when imported; a worker may not have yet.
-        from . import imports, reclassify  # noqa: F401
+    if kind not in _HANDLERS:
+        import_module(_KIND_MODULES[kind])  # a worker may not have imported it yet
     return _HANDLERS[kind]
 
 
@@ -198,9 +202,12 @@ def run(job_id: int) -> str:
         _finish(job_run, JobStatus.FAILED, exc.message)
         logger.warning("Job %s failed: %s", job.pk, exc.message)
     except Exception as exc:
-        _finish(job_run, JobStatus.FAILED, "The job stopped on an unexpected error; see the worker's log.")
+        # The engine's ModelUnavailable and the storage's failures carry a sentence too.
+        message = getattr(exc, "message", None)
+        if not isinstance(message, str):
+            message = "The job stopped on an unexpected error; see the worker's log."
+        _finish(job_run, JobStatus.FAILED, message)
         logger.exception("Job %s failed", job.pk)
-        del exc
     else:
         status = JobStatus.CANCELLED if job_run.should_stop() else JobStatus.DONE
         _finish(job_run, status, "")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from .errors import UploadTooLarge, describe_error, error_response, log_server_side
 
@@ -35,9 +36,19 @@ class RejectOversizedBodyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        max_bytes = settings.RECOGNITION_MAX_UPLOAD_BYTES
         length = _content_length(request)
-        if length is not None and length > max_bytes + MULTIPART_ALLOWANCE:
+        if length is None:
+            return self.get_response(request)
+        if request.path_info == reverse("api:imports"):
+            # A bulk import carries many pictures; its own cap (imports.py) applies.
+            from .imports import ImportTooLarge
+
+            max_bytes = settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES
+            if length > max_bytes + MULTIPART_ALLOWANCE:
+                return error_response(request, describe_error(ImportTooLarge(max_bytes)))
+            return self.get_response(request)
+        max_bytes = settings.RECOGNITION_MAX_UPLOAD_BYTES
+        if length > max_bytes + MULTIPART_ALLOWANCE:
             return error_response(request, describe_error(UploadTooLarge(max_bytes)))
         return self.get_response(request)
 

@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from .classifications import ClassificationCollectionApi, ClassificationItemApi
+from .imports import ImportCancelApi, ImportCollectionApi, ImportDetailApi
 from .system import HealthApi, ModelActiveApi
 
 app_name = "api"
@@ -13,6 +14,9 @@ urlpatterns = [
         ClassificationItemApi.as_view(),
         name="classification",
     ),
+    path("imports/", ImportCollectionApi.as_view(), name="imports"),
+    path("imports/<int:job_id>/", ImportDetailApi.as_view(), name="import"),
+    path("imports/<int:job_id>/cancel/", ImportCancelApi.as_view(), name="import-cancel"),
     path("models/active/", ModelActiveApi.as_view(), name="model-active"),
     path("health/", HealthApi.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
