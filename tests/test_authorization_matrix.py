@@ -20,6 +20,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
+from recognition.imports import import_start
 from recognition.middleware import CONTENT_SECURITY_POLICY
 from recognition.models import Upload
 from recognition.services import upload_classify
@@ -70,6 +71,9 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "api:classifications": ("get", PRIVATE_API),
     "api:classification": ("get", OWNED_API),
     "api:model-active": ("get", PRIVATE_API),
+    "api:imports": ("get", PRIVATE_API),
+    "api:import": ("get", OWNED_API),
+    "api:import-cancel": ("post", OWNED_API),
     "api:health": ("get", PUBLIC),
     "api:schema": ("get", PUBLIC),
     "api:docs": ("get", PUBLIC),
@@ -96,6 +100,9 @@ def client_for(alice, bob, superuser):
 
 def url_for(name: str, upload: Upload) -> str:
     route = url_names()[name]
+    if "<int:job_id>" in route:  # an import of the owner's
+        job = import_start(user=upload.user, files=[as_upload(image_bytes(seed=42), "job.jpg")])
+        return reverse(name, kwargs={"job_id": job.pk})
     return reverse(name, kwargs={"upload_id": upload.pk} if "<int:upload_id>" in route else None)
 
 

@@ -44,6 +44,10 @@ OPERATIONS = [
     ("DELETE", "/api/v1/classifications/{upload_id}/"),
     ("GET", "/api/v1/models/active/"),
     ("GET", "/api/v1/health/"),
+    ("GET", "/api/v1/imports/"),
+    ("POST", "/api/v1/imports/"),
+    ("GET", "/api/v1/imports/{job_id}/"),
+    ("POST", "/api/v1/imports/{job_id}/cancel/"),
 ]
 
 
