@@ -211,6 +211,13 @@ RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES = envint(
 RECOGNITION_MAX_PIXELS = envint(
     "RECOGNITION_MAX_PIXELS", engine_defaults.DEFAULT_MAX_PIXELS, minimum=1
 )
+# A ZIP archive's entries, their total once unpacked, and how far one entry may expand
+# (zip bombs); each entry also keeps to RECOGNITION_MAX_UPLOAD_BYTES, like an upload.
+RECOGNITION_IMPORT_MAX_FILES = envint("RECOGNITION_IMPORT_MAX_FILES", 10_000, minimum=1)
+RECOGNITION_IMPORT_MAX_UNCOMPRESSED_BYTES = envint(
+    "RECOGNITION_IMPORT_MAX_UNCOMPRESSED_BYTES", 2 * 1024**3, minimum=1
+)
+RECOGNITION_IMPORT_MAX_RATIO = envint("RECOGNITION_IMPORT_MAX_RATIO", 100, minimum=1)
 # Decode large JPEGs at reduced scale (DCT domain) for classification: faster and far
 # less memory, but top-1 can differ from full decoding (README, "Performance").
 RECOGNITION_JPEG_DRAFT = envbool("RECOGNITION_JPEG_DRAFT", False)
