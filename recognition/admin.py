@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from . import active_model
+from . import active_model, export
 from .engine import model_store
 from .models import ActiveModel, Classification, Prediction, StoredImage, Upload
 from .services import upload_delete
@@ -225,6 +225,8 @@ class UploadAdmin(ReadOnlyAdmin):
         "last_uploaded_at",
     )
     readonly_fields = fields
+    # "Select all" exports every user's uploads, each row with its owner's name.
+    actions = ["export_csv", "export_jsonl"]
 
     @admin.display(description="Image")
     def thumbnail(self, upload: Upload) -> str:
@@ -245,6 +247,16 @@ class UploadAdmin(ReadOnlyAdmin):
     @admin.display(description="Last uploaded", ordering="last_uploaded_at")
     def last_uploaded(self, upload: Upload) -> str:
         return _when_html(upload.last_uploaded_at)
+
+    @admin.action(description="Export selected uploads as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Upload]) -> HttpResponse:
+        uploads = export.staff_uploads(queryset)
+        return export.export_response(uploads, format="csv", with_username=True, name="uploads")
+
+    @admin.action(description="Export selected uploads as JSON Lines")
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Upload]) -> HttpResponse:
+        uploads = export.staff_uploads(queryset)
+        return export.export_response(uploads, format="jsonl", with_username=True, name="uploads")
 
     def delete_model(self, request: HttpRequest, obj: Upload) -> None:
         upload_delete(user=obj.user, upload_id=obj.pk)

@@ -70,6 +70,7 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "upload-thumbnail": ("get", OWNED_PAGE),
     "api:classifications": ("get", PRIVATE_API),
     "api:classification": ("get", OWNED_API),
+    "api:classifications-export": ("get", PRIVATE_API),  # each user's own rows only
     "api:model-active": ("get", PRIVATE_API),
     "api:imports": ("get", PRIVATE_API),
     "api:import": ("get", OWNED_API),

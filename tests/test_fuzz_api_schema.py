@@ -40,6 +40,7 @@ def api_schema(db):
 OPERATIONS = [
     ("GET", "/api/v1/classifications/"),
     ("POST", "/api/v1/classifications/"),
+    ("GET", "/api/v1/classifications/export/"),
     ("GET", "/api/v1/classifications/{upload_id}/"),
     ("DELETE", "/api/v1/classifications/{upload_id}/"),
     ("GET", "/api/v1/models/active/"),
@@ -66,8 +67,9 @@ def test_every_operation_in_the_schema_is_fuzzed(api_schema):
 def test_the_api_answers_generated_requests_as_its_schema_says(api_schema, token, method, path):
     operation = api_schema[path][method]
     # A schema cannot say "these bytes must be a picture": random bytes in the `image` part
-    # are schema-valid, yet rightly refused (415/400, both documented and checked).
-    excluded = [positive_data_acceptance] if method == "POST" else []
+    # are schema-valid, yet rightly refused (415/400, both documented and checked). Nor
+    # can it say that the export's uploaded_until must not come before uploaded_from.
+    excluded = [positive_data_acceptance] if method == "POST" or path.endswith("/export/") else []
 
     @given(case=operation.as_strategy())
     @settings(

@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from .classifications import ClassificationCollectionApi, ClassificationItemApi
+from .exports import ClassificationExportApi
 from .imports import ImportCancelApi, ImportCollectionApi, ImportDetailApi
 from .system import HealthApi, ModelActiveApi
 
@@ -9,6 +10,7 @@ app_name = "api"
 
 urlpatterns = [
     path("classifications/", ClassificationCollectionApi.as_view(), name="classifications"),
+    path("classifications/export/", ClassificationExportApi.as_view(), name="classifications-export"),
     path(
         "classifications/<int:upload_id>/",
         ClassificationItemApi.as_view(),
