@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from . import published_models
 from .engine import model_store, quantize
-from .engine.manifest import ArtifactError, Manifest
-from .models import ActiveModel
+from .engine.manifest import MANIFEST_NAME, ArtifactError, Manifest
+from .models import ActiveModel, Classification, Upload
 from .storage import StorageError
 
 
@@ -35,6 +38,27 @@ def current_key() -> str | None:
     return row.key if row is not None else None
 
 
+def active_key() -> str | None:
+    """The key every process without a pin serves: the newest row's, or with no row the
+    only build prepared here (what model_store.resolve serves then)."""
+    return current_key() or model_store.sole_build(_models_dir())
+
+
+def served_key() -> str | None:
+    """The key this process classifies new uploads with, found without loading the
+    model: RECOGNITION_MODEL when it pins one (a bare name resolved to its newest build
+    here), else active_key()."""
+    pinned = settings.RECOGNITION_MODEL
+    if not pinned:
+        return active_key()
+    if (_models_dir() / pinned / MANIFEST_NAME).is_file():
+        return pinned
+    try:
+        return model_store.resolve(_models_dir(), pinned).key
+    except ArtifactError:
+        return pinned  # a key only the object store holds: it is fetched when served
+
+
 def prepared_keys() -> list[str]:
     """Every build that could be activated: this node's and those in the object store."""
     keys = set(model_store.prepared_keys(_models_dir()))
@@ -45,18 +69,40 @@ def prepared_keys() -> list[str]:
 def activate(key: str, *, user=None) -> ActiveModel:
     """Make `key` the active model of every node; returns the new row. Activating the
     model that is already active records nothing new."""
-    check_activatable(key)
+    manifest = check_activatable(key)
     with transaction.atomic():
         # Serialises concurrent activations, so each records the one before it.
         before = ActiveModel.objects.select_for_update().order_by("-activated_at", "-id").first()
         if before is not None and before.key == key:
             return before
-        return ActiveModel.objects.create(
+        row = ActiveModel.objects.create(
             key=key,
             previous_key=before.key if before is not None else "",
             activated_by=user if user is not None and user.is_authenticated else None,
             activated_at=timezone.now(),
         )
+        # Uploads show the active model's classification wherever it has one: switched
+        # here, with the row, so no page ever shows the new model beside old results.
+        repoint_uploads(manifest.name, manifest.version)
+        return row
+
+
+def repoint_uploads(
+    model_name: str, model_version: str, *, stored_image_ids: Iterable[int] | None = None
+) -> int:
+    """Point every upload (of these images, or of all) whose image has a classification
+    by this model version at that classification, in one UPDATE; returns how many moved.
+    An upload whose image this version never classified keeps what it shows."""
+    by_version = Classification.objects.filter(
+        stored_image=OuterRef("stored_image"), model_name=model_name, model_version=model_version
+    )
+    uploads = Upload.objects.filter(Exists(by_version)).exclude(
+        classification__model_name=model_name, classification__model_version=model_version
+    )
+    if stored_image_ids is not None:
+        uploads = uploads.filter(stored_image_id__in=list(stored_image_ids))
+    # The unique constraint allows one classification per image and version.
+    return uploads.update(classification=Subquery(by_version.values("pk")[:1]))
 
 
 def rollback(*, user=None) -> ActiveModel:
@@ -78,6 +124,12 @@ def check_activatable(key: str) -> Manifest:
     except ArtifactError as exc:
         raise ActivationRefused(str(exc)) from None
     return manifest
+
+
+def prepared_manifest(key: str) -> Manifest:
+    """The manifest of a prepared build (here or in the store), whether or not it may
+    be served as the active model; ActivationRefused naming the prepared ones if none."""
+    return _prepared_manifest(key)
 
 
 def _prepared_manifest(key: str) -> Manifest:

@@ -15,14 +15,25 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from . import active_model, export
+from . import active_model, export, model_comparison, reclassify
 from .engine import model_store
-from .models import ActiveModel, Classification, Prediction, StoredImage, Upload
+from .errors import ServiceError
+from .models import (
+    ActiveModel,
+    Classification,
+    Job,
+    JobItem,
+    JobKind,
+    Prediction,
+    StoredImage,
+    Upload,
+)
 from .services import upload_delete
 from .storage import StorageError
 from .templatetags.recognition import milliseconds, percent
@@ -306,7 +317,7 @@ class ActiveModelAdmin(admin.ModelAdmin):
     list_select_related = ("activated_by",)
     readonly_fields = ("key", "previous_key", "activated_by", "activated_at")
     form = ActivateModelForm
-    actions = ["activate_again"]
+    actions = ["activate_again", "reclassify_with_active_model"]
 
     class Media:
         css = ADMIN_CSS
@@ -347,3 +358,163 @@ class ActiveModelAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"{row.key} is now the active model.", messages.SUCCESS)
+
+    # Here rather than on the stored images: a reclassification covers every image, not
+    # a selection, and this is the page an admin is on right after switching models.
+    @admin.action(description="Reclassify with the active model", permissions=["add"])
+    def reclassify_with_active_model(self, request: HttpRequest, queryset: QuerySet[ActiveModel]) -> None:
+        current = active_model.current()
+        if current is None or list(queryset.values_list("pk", flat=True)) != [current.pk]:
+            self.message_user(
+                request,
+                "Select the active model (the ticked row): this action reclassifies with it. "
+                "To reclassify with another prepared model, run `python manage.py reclassify "
+                "--model KEY`.",
+                messages.WARNING,
+            )
+            return
+        try:
+            # Only the images it lacks: a fresh classification by the same version would
+            # give the same labels.
+            job = reclassify.reclassify_start(key=current.key, only_missing=True, owner=request.user)
+        except reclassify.ReclassifyRefused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        url = reverse("admin:recognition_job_change", args=[job.pk])
+        self.message_user(
+            request,
+            format_html(
+                'Reclassification <a href="{}">#{}</a> with {}: {} of {} images to go. '
+                "Its progress is in the job list.",
+                url, job.pk, job.model_key, job.total - job.processed, job.total,
+            ),
+            messages.SUCCESS,
+        )
+
+
+class JobItemInline(admin.TabularInline):
+    """An import's files and what became of each: the first ones only, since an import
+    may hold ten thousand (the API lists them all, paginated)."""
+
+    model = JobItem
+    fields = ("position", "filename", "status", "upload", "error_code", "error_message", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_shown = 100
+    verbose_name_plural = f"Files (the first {max_shown})"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[JobItem]:
+        # Positions count from 0 in each job; the formset filters by job afterwards, so
+        # the limit cannot be a slice.
+        return super().get_queryset(request).filter(position__lt=self.max_shown)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    """Every user's background jobs with their progress, read-only: imports are started
+    by their owners, reclassifications from the active-model admin or the command."""
+
+    list_display = (
+        "__str__", "kind", "owner", "status", "progress", "failed", "model_key",
+        "created", "started", "finished_when",
+    )
+    list_filter = ("kind", "status")
+    search_fields = ("owner__username",)
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    fields = (
+        "kind", "owner", "status", "progress", "done", "failed", "total", "model_key",
+        "error", "cancel_requested", "created_at", "started_at", "finished_at", "cursor",
+        "options",
+    )
+    readonly_fields = fields
+
+    def get_inlines(self, request: HttpRequest, obj: Job | None):
+        return [JobItemInline] if obj is not None and obj.kind == JobKind.IMPORT else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the record of what was done
+
+    def get_urls(self) -> list[URLPattern]:
+        report = self.admin_site.admin_view(self.comparison_view)
+        return [
+            path("compare/", report, name="recognition_model_comparison"),
+            *super().get_urls(),
+        ]
+
+    def comparison_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        comparison, error = None, None
+        if request.GET:
+            form = ModelComparisonForm(request.GET)
+            pair = (
+                (form.cleaned_data["from_key"], form.cleaned_data["to_key"])
+                if form.is_valid()
+                else None
+            )
+        else:
+            pair = model_comparison.default_pair()
+            form = ModelComparisonForm(initial={"from_key": pair[0], "to_key": pair[1]})
+            if not all(pair):
+                pair, error = None, (
+                    "No model was active before the current one (or none is active yet): "
+                    "pick the two versions to compare."
+                )
+        if pair is not None:
+            try:
+                comparison = model_comparison.compare(*pair)
+            except ServiceError as exc:
+                error = exc.message
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compare two model versions",
+            "opts": self.model._meta,
+            "form": form,
+            "comparison": comparison,
+            "error": error,
+        }
+        return TemplateResponse(request, "admin/recognition/model_comparison.html", context)
+
+    @admin.display(description="Progress")
+    def progress(self, job: Job) -> str:
+        return f"{job.processed} / {job.total}"
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return _when_html(job.created_at)
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, job: Job) -> str:
+        return _when_html(job.started_at) if job.started_at else "—"
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished_when(self, job: Job) -> str:
+        return _when_html(job.finished_at) if job.finished_at else "—"
+
+
+class ModelComparisonForm(forms.Form):
+    """Two of the model versions that classified images. Validates only:
+    model_comparison.compare() does the rest."""
+
+    from_key = forms.ChoiceField(label="Old version")
+    to_key = forms.ChoiceField(label="New version")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(key, key) for key in model_comparison.model_versions()]
+        for name in ("from_key", "to_key"):
+            self.fields[name].choices = choices
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("from_key") and cleaned.get("from_key") == cleaned.get("to_key"):
+            raise forms.ValidationError("Pick two different versions.")
+        return cleaned

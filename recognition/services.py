@@ -420,3 +420,61 @@ def _is_referenced(sha256: str) -> bool:
 def _probability(score: float) -> float:
     # float32 softmax can overshoot 1.0 by an ulp; the database insists on [0, 1].
     return min(max(float(score), 0.0), 1.0)
+
+
+def classifications_record(
+    recognised: Sequence[tuple[StoredImage, engine.Recognition]],
+) -> list[Classification]:
+    """Record each image's classification by the model that made it, in bulk (the
+    reclassification job): a new row, or the one that image and model version already
+    have, recomputed in place with its predictions replaced, so the unique row stays
+    and every upload pointing at it shows the new result. Idempotent; one transaction.
+    Returns the rows in the order given."""
+    fields = ["custom_weights", "inference_ms", "top_label", "top_score"]
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                existing = {
+                    (row.stored_image_id, row.model_name, row.model_version): row
+                    for row in Classification.objects.select_for_update().filter(
+                        stored_image__in=[stored.pk for stored, _ in recognised],
+                        model_name__in={result.model.name for _, result in recognised},
+                        model_version__in={result.model.version for _, result in recognised},
+                    )
+                }
+                rows: dict[tuple, Classification] = {}
+                predictions: dict[tuple, engine.Recognition] = {}
+                for stored, result in recognised:
+                    key = (stored.pk, result.model.name, result.model.version)
+                    row = existing.get(key) or rows.get(key) or Classification(
+                        stored_image=stored,
+                        model_name=result.model.name,
+                        model_version=result.model.version,
+                    )
+                    row.custom_weights = result.model.custom
+                    row.inference_ms = max(result.inference_ms, 0.0)
+                    row.top_label = result.predictions[0].label
+                    row.top_score = _probability(result.predictions[0].score)
+                    rows[key], predictions[key] = row, result
+                Classification.objects.bulk_create([r for r in rows.values() if r.pk is None])
+                recomputed = [row for key, row in rows.items() if key in existing]
+                Classification.objects.bulk_update(recomputed, fields)
+                Prediction.objects.filter(classification__in=recomputed).delete()
+                Prediction.objects.bulk_create(
+                    Prediction(
+                        classification=rows[key],
+                        rank=rank,
+                        label=prediction.label,
+                        index=prediction.index,
+                        score=_probability(prediction.score),
+                    )
+                    for key, result in predictions.items()
+                    for rank, prediction in enumerate(result.predictions[:MAX_TOP_K], start=1)
+                )
+            break
+        except IntegrityError:
+            # An upload classified one of these images with the same model meanwhile:
+            # the next attempt finds its row and recomputes it in place.
+            if attempt == _ATTEMPTS:
+                raise
+    return [rows[(stored.pk, result.model.name, result.model.version)] for stored, result in recognised]

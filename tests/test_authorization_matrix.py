@@ -72,6 +72,8 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "api:classification": ("get", OWNED_API),
     "api:classifications-export": ("get", PRIVATE_API),  # each user's own rows only
     "api:model-active": ("get", PRIVATE_API),
+    # Staff only; without ?from=&to= and no model active before this one, a 400 that says so.
+    "api:models-compare": ("get", {"anonymous": 401, "owner": 403, "other": 403, "admin": 400}),
     "api:imports": ("get", PRIVATE_API),
     "api:import": ("get", OWNED_API),
     "api:import-cancel": ("post", OWNED_API),

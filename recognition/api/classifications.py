@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .. import active_model
 from ..models import Upload
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..services import DEFAULT_TOP_K, MAX_TOP_K, upload_classify, upload_delete
@@ -61,9 +62,22 @@ class UploadOutputSerializer(serializers.Serializer):
     class ModelSerializer(serializers.Serializer):
         name = serializers.CharField(source="model_name")
         version = serializers.CharField(source="model_version")
+        current = serializers.SerializerMethodField(
+            help_text="False when an older model made this classification: the active "
+            "model has not classified this image yet."
+        )
 
         class Meta:
             ref_name = "ModelUsed"
+
+        def get_current(self, classification: Any) -> bool:
+            # Read once per response, not per row: the context is shared by every row.
+            context = self.context
+            if "_served_model_key" not in context:
+                context["_served_model_key"] = active_model.served_key()
+            served = context["_served_model_key"]
+            key = f"{classification.model_name}-{classification.model_version}"
+            return served is None or key == served
 
     id = serializers.IntegerField()
     filename = serializers.CharField(source="original_filename")

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from .classifications import ClassificationCollectionApi, ClassificationItemApi
 from .exports import ClassificationExportApi
 from .imports import ImportCancelApi, ImportCollectionApi, ImportDetailApi
+from .models_compare import ModelCompareApi
 from .system import HealthApi, ModelActiveApi
 
 app_name = "api"
@@ -20,6 +21,7 @@ urlpatterns = [
     path("imports/<int:job_id>/", ImportDetailApi.as_view(), name="import"),
     path("imports/<int:job_id>/cancel/", ImportCancelApi.as_view(), name="import-cancel"),
     path("models/active/", ModelActiveApi.as_view(), name="model-active"),
+    path("models/compare/", ModelCompareApi.as_view(), name="models-compare"),
     path("health/", HealthApi.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
