@@ -9,6 +9,7 @@ a separate database on the same server on PostgreSQL.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import shutil
@@ -125,6 +126,10 @@ class LiveServer:
     port: int
     process: subprocess.Popen
     log: Path
+
+    @property
+    def url(self) -> str:  # so tests.cluster.live_cluster.Browser takes a LiveServer too
+        return f"http://{self.host}:{self.port}"
 
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -244,3 +249,56 @@ def upload(
         return status, json.loads(content)
     except ValueError:
         return status, {"raw": content[:500].decode(errors="replace")}
+
+
+IMPORTS_PATH = "/api/v1/imports/"
+
+
+def multipart_files(files: list[tuple[str, bytes]], field: str = "files") -> tuple[bytes, str]:
+    """A multipart/form-data body with one `field` part per (filename, data); its type."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + data + b"\r\n"
+        for name, data in files
+    ]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def start_import(server, token: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+    """POST the pictures as one bulk import (a LiveServer or a cluster Node); the status
+    and the JSON body."""
+    body, content_type = multipart_files(files)
+    answer = fetch(
+        server, "POST", IMPORTS_PATH, body=body,
+        headers={"Authorization": f"Token {token}", "Content-Type": content_type},
+    )
+    return answer.status, json.loads(answer.body)
+
+
+PHOTO_SIDES = (224, 320, 480)  # shorter sides: the mix of sizes a folder of photos has
+
+
+def photo_variants(count: int, seed: int) -> list[tuple[str, bytes]]:
+    """`count` distinct JPEG variants (filename, bytes) of the real photos bench/photos.py
+    takes from matplotlib and scikit-image: each a crop around a random centre, at one of
+    several sizes, so an import of them does real decoding and no deduplication."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from bench.photos import REAL_PHOTOS  # matplotlib and scikit-image: slow to import
+
+    rng = np.random.default_rng(seed)
+    sources = [Image.open(path).convert("RGB") for path, _ in REAL_PHOTOS.values()]
+    files = []
+    for n in range(count):
+        side = int(rng.choice(PHOTO_SIDES))
+        size = (side * 4 // 3, side) if n % 3 else (side, side * 4 // 3)
+        picture = ImageOps.fit(sources[n % len(sources)], size, centering=tuple(rng.random(2)))
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=int(rng.integers(75, 95)))
+        files.append((f"photo-{seed}-{n}.jpg", buffer.getvalue()))
+    assert len({data for _, data in files}) == count
+    return files

@@ -85,6 +85,20 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = SETTLE
         time.sleep(POLL)
 
 
+def poll(read: Callable[[], object], until: Callable[[object], bool], what: str,
+         timeout: float = SETTLE_TIMEOUT) -> list:
+    """`wait_for` that keeps every answer of `read()`, up to and including the first one
+    `until` accepts: what a client following a job over time saw, in order."""
+    seen = []
+
+    def reached() -> bool:
+        seen.append(read())
+        return until(seen[-1])
+
+    wait_for(reached, what, timeout)
+    return seen
+
+
 class Cluster:
     def __init__(self, directory: Path):
         self.dir = directory
