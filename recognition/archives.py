@@ -3,7 +3,8 @@
 `inspect` reads the central directory only (nothing is extracted, nothing is written to
 the file system) and either refuses the whole archive (`ArchiveRejected`: not a ZIP,
 too many entries, too much once unpacked, a zip bomb, nothing in it) or lists its files,
-each usable or refused with a per-item code. `read_member` then reads one entry's bytes,
+each usable or refused with a per-item code (an archive whose every file is
+password-protected is refused whole). `read_member` then reads one entry's bytes,
 counting them as they come out, so a header that lies about a size cannot make it hold
 more than the per-image cap. Pass it the same open file for every entry of an archive:
 each thread keeps the last archive it parsed, so the directory is parsed once, not once
@@ -51,6 +52,9 @@ _END64 = struct.Struct("<4sQ2H2L4Q")
 _ENTRY_SIZE = 46  # a central directory file header, before its name, extra field, comment
 _ENTRY_LENGTHS = struct.Struct("<3H")  # ... whose lengths are at byte 28
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# One code for every "this import is too big", whether the archive file itself (checked
+# with the request, recognition/imports.py) or what it would unpack to.
+TOO_LARGE = "import_too_large"
 
 
 class ArchiveRejected(ServiceError):
@@ -59,7 +63,7 @@ class ArchiveRejected(ServiceError):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
-        self.status = 413 if code == "archive_too_large" else 400
+        self.status = 413 if code == TOO_LARGE else 400
 
 
 class ArchiveMemberRefused(ServiceError):
@@ -109,16 +113,6 @@ PROBLEMS = {
 }
 
 
-def check_archive_size(size: int, max_bytes: int) -> None:
-    """Refuse an archive (or the files of one import together) larger than `max_bytes`."""
-    if size > max_bytes:
-        raise ArchiveRejected(
-            "archive_too_large",
-            f"The import is too large: at most {filesizeformat(max_bytes)} per import is "
-            "accepted; split it into several imports.",
-        )
-
-
 def limits_from_settings() -> dict[str, int]:
     return {
         "max_entries": settings.RECOGNITION_IMPORT_MAX_FILES,
@@ -148,7 +142,7 @@ def inspect(
     total = sum(entry.file_size for entry in entries)
     if total > max_total_bytes:
         raise ArchiveRejected(
-            "archive_too_large",
+            TOO_LARGE,
             f"The archive's files take {filesizeformat(total)} once unpacked; at most "
             f"{filesizeformat(max_total_bytes)} per import is accepted, so split it.",
         )
@@ -170,6 +164,13 @@ def inspect(
                 problem_code=code,
                 problem_message=message,
             )
+        )
+    # A password-protected archive, not just one such file in it: every item would fail
+    # the same way, so the archive is refused whole, saying so once.
+    if members and all(member.problem_code == "encrypted" for member in members):
+        raise ArchiveRejected(
+            "archive_encrypted",
+            "The archive is password-protected; make it again without a password.",
         )
     return members
 
@@ -272,6 +273,15 @@ def _open(file: BinaryIO, *, max_entries: int | None) -> zipfile.ZipFile:
     _check_extents(entries, start)
     _last.archive = (weakref.ref(file), archive)
     return archive
+
+
+def release(file: BinaryIO) -> None:
+    """Forget this thread's parsed directory of `file`: the parsed archive keeps the file
+    object alive (and a worker's in-memory copy of a whole archive with it) until the
+    thread opens another one."""
+    cached = getattr(_last, "archive", None)
+    if cached is not None and cached[0]() is file:
+        del _last.archive
 
 
 def _too_many(max_entries: int) -> ArchiveRejected:

@@ -1,7 +1,11 @@
 """Bulk import: many pictures at once, classified by a worker in the background.
 
 The request only stages the files in the storage (under imports/<token>/) and records a
-job with one item per file; the worker reads them back a batch at a time, sends each
+job with one item per file. A ZIP archive instead of files is judged whole first
+(recognition/archives.py: refused before anything is recorded or staged), then staged as
+it came, once, with one item per file in it; its refused entries are failed items from the
+start, and each item's `source` is its entry's name, read back from the staged archive.
+The worker reads them back a batch at a time, sends each
 batch through the engine together (services.upload_classify_batch: same limits, same
 dedupe, same history as a single upload) and records each item's outcome. An item is
 finished once its row says so, so a worker that dies mid-import loses nothing and
@@ -11,9 +15,13 @@ redoes nothing finished: the next run starts at the first pending item.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import IO
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -21,7 +29,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from . import jobs, storage
+from . import archives, jobs, storage
 from .engine.defaults import DEFAULT_TOP_K
 from .errors import ServiceError, StorageFailed, UploadTooLarge
 from .filenames import clean_filename
@@ -68,31 +76,45 @@ def import_start(
     *,
     user: AbstractBaseUser,
     files: Sequence[UploadedFile] = (),
+    archive: UploadedFile | None = None,
     top_k: int = DEFAULT_TOP_K,
 ) -> Job:
-    """Stage the pictures and queue their import; the job, queued (or waiting behind the
-    user's running import). Raises NothingToImport, ImportAllowanceExceeded,
-    ImportTooLarge or StorageFailed before anything is recorded."""
-    if not files:
-        raise NothingToImport("Send one or more pictures, one `files` part each.")
+    """Stage the pictures (the files, or one ZIP archive of them) and queue their import;
+    the job, queued (or waiting behind the user's running import). Raises NothingToImport,
+    ArchiveWithFiles, ImportTooLarge, archives.ArchiveRejected, ImportAllowanceExceeded or
+    StorageFailed before anything is recorded or staged."""
+    if files and archive is not None:
+        raise ArchiveWithFiles(
+            "Send either pictures (`files` parts) or one ZIP archive (an `archive` part), "
+            "not both."
+        )
+    if not files and archive is None:
+        raise NothingToImport(
+            "Send one or more pictures, one `files` part each, or one ZIP archive of them as "
+            "the `archive` part."
+        )
     token = uuid.uuid4().hex
-    items = _file_items(files)
+    options: dict = {"top_k": top_k, "token": token}
+    if archive is not None:
+        items = _archive_items(archive)
+        options["archive"] = f"{STAGING_FOLDER}/{token}/archive.zip"
+    else:
+        items = _file_items(files)
     asked = sum(item.status == JobItemStatus.PENDING for item in items)
     remaining = import_allowance_remaining(user)
     if len(items) > remaining:
         raise ImportAllowanceExceeded(len(items), remaining, settings.RECOGNITION_IMPORT_RATE)
     staged: list[str] = []
     try:
-        for item, file in zip(items, files):
-            if item.status == JobItemStatus.PENDING:
-                item.source = f"{STAGING_FOLDER}/{token}/{item.position}"
-                _stage(item.source, file, staged)
+        if archive is not None:
+            _stage(options["archive"], archive, staged)
+        else:
+            for item, file in zip(items, files):
+                if item.status == JobItemStatus.PENDING:
+                    item.source = f"{STAGING_FOLDER}/{token}/{item.position}"
+                    _stage(item.source, file, staged)
         return jobs.job_create(
-            kind=JobKind.IMPORT,
-            owner=user,
-            total=len(items),
-            options={"top_k": top_k, "token": token},
-            items=items,
+            kind=JobKind.IMPORT, owner=user, total=len(items), options=options, items=items
         )
     except BaseException:
         for name in staged:
@@ -100,6 +122,19 @@ def import_start(
         raise
     finally:
         logger.info("Import of %s pictures by user %s staged", asked, user.pk)
+
+
+class ArchiveWithFiles(ServiceError):
+    code = "archive_with_files"
+
+
+class TooManyArchives(ServiceError):
+    """More than one `archive` part in one request (raised by the API, which sees them)."""
+
+    code = "one_archive_only"
+
+    def __init__(self):
+        super().__init__("Send one ZIP archive per import; start one import per archive.")
 
 
 def _file_items(files: Sequence[UploadedFile]) -> list[JobItem]:
@@ -110,6 +145,40 @@ def _file_items(files: Sequence[UploadedFile]) -> list[JobItem]:
         item = JobItem(position=position, filename=clean_filename(file.name))
         if file.size is not None and file.size > limit:
             _refuse(item, UploadTooLarge(limit))
+        items.append(item)
+    return items
+
+
+_SOURCE_LENGTH = JobItem._meta.get_field("source").max_length
+
+
+def _archive_items(archive: UploadedFile) -> list[JobItem]:
+    """One item per file in the archive, in its order; ArchiveRejected for an archive
+    refused whole."""
+    _check_request_size(archive.size or 0)
+    archive.seek(0)
+    try:
+        members = archives.inspect(archive, **archives.limits_from_settings())
+    finally:
+        archives.release(archive)
+    items = []
+    for member in members:
+        item = JobItem(position=member.position, filename=member.filename)
+        if member.problem_code is not None:
+            refusal = archives.ArchiveMemberRefused(member.problem_code, member.problem_message)
+            _refuse(item, refusal)
+        elif len(member.name) > _SOURCE_LENGTH:
+            # The worker finds the entry again by its full name, which must fit the row.
+            _refuse(
+                item,
+                archives.ArchiveMemberRefused(
+                    "unsafe_name",
+                    f"This file's path in the archive is longer than {_SOURCE_LENGTH} "
+                    "characters; shorten its folders' names.",
+                ),
+            )
+        else:
+            item.source = member.name
         items.append(item)
     return items
 
@@ -141,7 +210,12 @@ def _refuse(item: JobItem, error: ServiceError) -> None:
 def _stage(name: str, file: UploadedFile, staged: list[str]) -> None:
     file.seek(0)
     try:
-        storage.save(name, file.read())
+        # A large upload is already on disk: copy it from there in chunks, not via memory.
+        path = getattr(file, "temporary_file_path", None)
+        if path is not None:
+            storage.save_file(name, path())
+        else:
+            storage.save(name, file.read())
     except storage.StorageError as exc:
         raise StorageFailed(exc) from exc
     staged.append(name)
@@ -151,6 +225,12 @@ def _stage(name: str, file: UploadedFile, staged: list[str]) -> None:
 
 
 def _run_import(job_run: jobs.JobRun) -> None:
+    job = job_run.job
+    with _staged_reader(job) as read:
+        _run_batches(job_run, read)
+
+
+def _run_batches(job_run: jobs.JobRun, read: Callable[[JobItem], bytes]) -> None:
     job = job_run.job
     top_k = int(job.options.get("top_k", DEFAULT_TOP_K))
     batch_size = settings.RECOGNITION_MAX_BATCH
@@ -170,7 +250,7 @@ def _run_import(job_run: jobs.JobRun) -> None:
         contents: list[tuple[str, bytes]] = []
         for item in batch:
             try:
-                contents.append((item.filename, _read_staged(item)))
+                contents.append((item.filename, read(item)))
                 readable.append(item)
             except ServiceError as exc:
                 _refuse(item, exc)
@@ -187,6 +267,60 @@ def _run_import(job_run: jobs.JobRun) -> None:
         done += sum(item.status == JobItemStatus.DONE for item in batch)
         failed += sum(item.status == JobItemStatus.FAILED for item in batch)
         job_run.progress(done=done, failed=failed, force=True)
+
+
+@contextmanager
+def _staged_reader(job: Job) -> Iterator[Callable[[JobItem], bytes]]:
+    """How this run reads an item's bytes: its own staged file, or its entry of the
+    staged archive, opened once for the whole run (zipfile seeks all over it)."""
+    name = job.options.get("archive")
+    if not name:
+        yield _read_staged
+        return
+    try:
+        file = _open_seekable(name)
+    except FileNotFoundError:
+        file = None
+    limit = settings.RECOGNITION_MAX_UPLOAD_BYTES
+
+    def read_member(item: JobItem) -> bytes:
+        if file is None:
+            raise _StagedFileMissing()
+        # Only the position and the name find the entry; the size is checked as it is read.
+        member = archives.Member(
+            position=item.position, name=item.source, filename=item.filename, size=0
+        )
+        return archives.read_member(file, member, max_entry_bytes=limit)
+
+    try:
+        yield read_member
+    finally:
+        if file is not None:
+            archives.release(file)
+            file.close()
+
+
+# Above this an archive's copy goes to a temporary file rather than stay in memory.
+_SPOOL_BYTES = 32 * 1024 * 1024
+
+
+def _open_seekable(name: str) -> IO[bytes]:
+    """The staged file, open for reading anywhere in it: a file on the local disk is
+    that already; an object store's stream is not, so it is copied first."""
+    stream = storage.open_file(name)
+    seekable = getattr(stream, "seekable", None)
+    if seekable is not None and seekable():
+        return stream
+    # Closed by the caller, like the stream it stands for.
+    copy = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+    try:
+        with stream:
+            shutil.copyfileobj(stream, copy, 1024 * 1024)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
 
 
 def _read_staged(item: JobItem) -> bytes:
@@ -206,6 +340,12 @@ class _StagedFileMissing(ServiceError):
 
 def _cleanup(job: Job) -> None:
     """The staged files go once the job has ended: the pictures are in history now."""
+    archive = job.options.get("archive")
+    if archive:
+        # The items' sources are names inside the archive, chosen by whoever made it: never
+        # storage names to delete.
+        storage.delete_quietly(archive)
+        return
     for name in job.items.exclude(source="").values_list("source", flat=True):
         storage.delete_quietly(name)
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..imports import import_rate, import_start
+from ..imports import TooManyArchives, import_rate, import_start
 from ..jobs import job_cancel
 from ..models import Job, JobItem, JobKind
 from ..selectors import job_get_for_user, job_items, job_list_for_user
@@ -105,7 +105,14 @@ class ImportCollectionApi(APIView):
     class InputSerializer(serializers.Serializer):
         files = serializers.ListField(
             child=_BinaryFileField(allow_empty_file=True), required=False, default=list,
-            help_text="The pictures, one `files` part each.",
+            help_text="The pictures, one `files` part each (or send `archive` instead).",
+        )
+        archive = _BinaryFileField(
+            allow_empty_file=True, required=False, default=None,
+            help_text=(
+                "Instead of `files`: one ZIP archive of the pictures (folders are fine; "
+                "each file in it becomes one item of the import)."
+            ),
         )
         top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=DEFAULT_TOP_K)
 
@@ -115,15 +122,28 @@ class ImportCollectionApi(APIView):
     @extend_schema(
         tags=[TAG],
         summary="Import many pictures in the background",
+        description=(
+            "Either `files` parts (one picture each) or one `archive` part (a ZIP of "
+            "pictures), not both. An archive refused whole (not a readable ZIP, a zip bomb, "
+            "too many entries or bytes) is answered 400 or 413 and nothing is recorded; its "
+            "files refused one by one (unsafe names, symbolic links, nested archives, "
+            "encrypted, not a picture) are failed items of the import."
+        ),
         request={"multipart/form-data": InputSerializer},
         responses={202: ImportOutputSerializer, **_errors(400, 401, 413, 429, 503, 507)},
     )
     def post(self, request: Request) -> Response:
+        # The serializer would take the first `archive` part and drop the rest unseen.
+        # (An empty body parses to a plain dict, with no `getlist`.)
+        getlist = getattr(request.data, "getlist", None)
+        if getlist is not None and len(getlist("archive")) > 1:
+            raise TooManyArchives()
         serializer = ImportCollectionApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = import_start(
             user=request.user,
             files=serializer.validated_data["files"],
+            archive=serializer.validated_data["archive"],
             top_k=serializer.validated_data["top_k"],
         )
         data = ImportOutputSerializer(job, context={"request": request}).data
