@@ -45,6 +45,38 @@ class UploadForm(forms.Form):
     )
 
 
+class ImportForm(forms.Form):
+    """What to import: a folder's pictures, some chosen pictures, or both. Whether each
+    file is a picture the import judges on its own; here only that something was chosen."""
+
+    use_required_attribute = False  # either input will do, and a drop fills neither
+
+    folder = MultipleImagesField(
+        label="A folder",
+        required=False,
+        widget=MultipleFileInput(
+            attrs={"webkitdirectory": True, "aria-describedby": "import-hint"}
+        ),
+    )
+    files = MultipleImagesField(
+        label="Pictures",
+        required=False,
+        widget=MultipleFileInput(attrs={"aria-describedby": "import-hint"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not cleaned.get("folder") and not cleaned.get("files"):
+            raise forms.ValidationError(
+                "Choose a folder or some pictures to import.", code="required"
+            )
+        return cleaned
+
+    def chosen_files(self) -> list[UploadedFile]:
+        """Every chosen file, the folder's first, in the order the browser sent them."""
+        return [*self.cleaned_data["folder"], *self.cleaned_data["files"]]
+
+
 class HistorySearchForm(forms.Form):
     """History filters; every one is optional, and an invalid one is left out."""
 

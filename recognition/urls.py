@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import media, pages
+from .views import imports, media, pages
 
 urlpatterns = [
     path("", pages.upload_page, name="upload"),
@@ -9,4 +9,7 @@ urlpatterns = [
     path("uploads/<int:upload_id>/delete/", pages.upload_delete_page, name="upload-delete"),
     path("uploads/<int:upload_id>/image", media.upload_image, name="upload-image"),
     path("uploads/<int:upload_id>/thumbnail", media.upload_thumbnail, name="upload-thumbnail"),
+    path("imports/", imports.import_page, name="imports"),
+    path("imports/<int:job_id>/", imports.import_detail_page, name="import-detail"),
+    path("imports/<int:job_id>/cancel/", imports.import_cancel_page, name="import-cancel"),
 ]

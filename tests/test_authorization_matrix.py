@@ -68,6 +68,10 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "upload-delete": ("get", OWNED_PAGE),
     "upload-image": ("get", OWNED_PAGE),
     "upload-thumbnail": ("get", OWNED_PAGE),
+    "imports": ("get", PRIVATE_PAGE),
+    "import-detail": ("get", OWNED_PAGE),
+    # The owner is sent back to the import's page, cancelled.
+    "import-cancel": ("post", {"anonymous": 302, "owner": 302, "other": 404, "admin": 404}),
     "api:classifications": ("get", PRIVATE_API),
     "api:classification": ("get", OWNED_API),
     "api:classifications-export": ("get", PRIVATE_API),  # each user's own rows only

@@ -1,0 +1,282 @@
+// Import pages, enhanced. On the Import page: a folder or pictures dropped anywhere on
+// the page go into the form's picture input (a dropped folder is walked for its files),
+// and the choice is summed up and checked against the import's size cap before it is
+// sent; the form itself posts as it does without this script. On an import's page: the
+// progress, counts and each file's outcome follow the API's import resource, asked at
+// least once a second until the import has ended, and Cancel asks the API. Without this
+// script the job page refreshes itself and Cancel posts its form; the server renders the
+// same markup (import_detail.html, import_item.html) from the same numbers.
+(function () {
+  "use strict";
+
+  if (!window.fetch || !window.Promise || !window.DataTransfer) return;
+  document.documentElement.classList.add("js");
+
+  var POLL_MS = 500;  // after each answer; with the request's own time, well under 1 s
+  var FINAL = ["done", "failed", "cancelled"];
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    // textContent, never innerHTML: filenames, labels and messages are untrusted.
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function plural(count, word) {
+    return count + " " + word + (count === 1 ? "" : "s");
+  }
+
+  // --- The Import page -----------------------------------------------------------------
+
+  function enhanceForm(form) {
+    var inputs = Array.prototype.slice.call(form.querySelectorAll('input[type="file"]'));
+    var picked = form.querySelector('input[type="file"]:not([webkitdirectory])');
+    var dropzone = document.getElementById("dropzone");
+    var chosen = document.getElementById("import-chosen");
+    var submit = document.getElementById("import-submit");
+    var maxBytes = Number(form.dataset.maxBytes);
+
+    function chosenFiles() {
+      return inputs.reduce(function (all, input) {
+        return all.concat(Array.prototype.slice.call(input.files));
+      }, []);
+    }
+
+    function tooLarge(files) {
+      var bytes = files.reduce(function (sum, file) { return sum + file.size; }, 0);
+      return bytes > maxBytes;
+    }
+
+    function summarise() {
+      var files = chosenFiles();
+      chosen.classList.toggle("error", tooLarge(files));
+      if (!files.length) chosen.textContent = "";
+      else if (tooLarge(files)) chosen.textContent = form.dataset.tooLargeMessage;
+      else chosen.textContent = plural(files.length, "file") + " chosen.";
+      submit.textContent = files.length ? "Import " + plural(files.length, "file") : "Start the import";
+    }
+
+    // A dropped folder is an entry to walk; readEntries gives at most 100 at a time.
+    function filesOf(entry) {
+      if (entry.isFile) {
+        return new Promise(function (resolve) {
+          entry.file(function (file) { resolve([file]); }, function () { resolve([]); });
+        });
+      }
+      if (!entry.isDirectory) return Promise.resolve([]);
+      var reader = entry.createReader();
+      var found = [];
+      return new Promise(function (resolve) {
+        function more() {
+          reader.readEntries(function (entries) {
+            if (!entries.length) {
+              Promise.all(found).then(function (lists) { resolve([].concat.apply([], lists)); });
+              return;
+            }
+            entries.forEach(function (child) { found.push(filesOf(child)); });
+            more();
+          }, function () { resolve([]); });
+        }
+        more();
+      });
+    }
+
+    function dropped(transfer) {
+      // The entries must be taken while the drop event lasts; their files may come later.
+      var entries = Array.prototype.map.call(transfer.items || [], function (item) {
+        return item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+      });
+      if (!entries.length || entries.some(function (entry) { return !entry; })) {
+        return Promise.resolve(Array.prototype.slice.call(transfer.files));
+      }
+      return Promise.all(entries.map(filesOf)).then(function (lists) {
+        return [].concat.apply([], lists);
+      });
+    }
+
+    function add(files) {
+      var all = new DataTransfer();
+      Array.prototype.forEach.call(picked.files, function (file) { all.items.add(file); });
+      files.forEach(function (file) { all.items.add(file); });
+      picked.files = all.files;
+      summarise();
+    }
+
+    inputs.forEach(function (input) { input.addEventListener("change", summarise); });
+
+    function carriesFiles(event) {
+      var types = event.dataTransfer && event.dataTransfer.types;
+      return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
+    }
+    ["dragenter", "dragover"].forEach(function (type) {
+      document.addEventListener(type, function (event) {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        event.dataTransfer.dropEffect = "copy";
+        dropzone.classList.add("is-dragging");
+      });
+    });
+    document.addEventListener("dragleave", function (event) {
+      if (!event.relatedTarget) dropzone.classList.remove("is-dragging");
+    });
+    document.addEventListener("drop", function (event) {
+      dropzone.classList.remove("is-dragging");
+      if (!carriesFiles(event)) return;
+      event.preventDefault();
+      dropped(event.dataTransfer).then(add);
+    });
+
+    form.addEventListener("submit", function (event) {
+      var files = chosenFiles();
+      if (!files.length || tooLarge(files)) {
+        // The server would refuse it too; this spares sending the files first.
+        event.preventDefault();
+        if (!files.length) chosen.textContent = "Choose a folder or some pictures to import.";
+        chosen.classList.add("error");
+        return;
+      }
+      submit.disabled = true;
+      submit.textContent = "Sending " + plural(files.length, "file") + "…";
+    });
+    summarise();
+  }
+
+  // --- An import's page ----------------------------------------------------------------
+
+  function percentOf(job) {
+    var processed = job.done + job.failed;
+    // Floored like the server's: 100 % means every file is finished.
+    return job.total ? Math.floor((100 * processed) / job.total) : 100;
+  }
+
+  function rateText(rate) {
+    return rate === null ? "—" : rate.toFixed(1) + " pictures/s";
+  }
+
+  function timeLeftText(seconds) {
+    if (seconds === null) return "—";
+    if (seconds <= 0) return "none";
+    if (seconds < 90) return "about " + Math.ceil(seconds) + " s";
+    return "about " + Math.ceil(seconds / 60) + " min";
+  }
+
+  function score(value) {
+    return (value * 100).toFixed(1) + "%";
+  }
+
+  function followJob(section) {
+    var bar = document.getElementById("import-bar");
+    var list = document.getElementById("import-items");
+    var cancelForm = document.getElementById("import-cancel-form");
+    var state = document.getElementById("import-state");
+    var lastStatus = section.dataset.status;
+
+    function text(id, value) {
+      document.getElementById(id).textContent = value;
+    }
+
+    // One file's row, as import_item.html renders it.
+    function itemView(item) {
+      var row = el("li", "import-item import-item-" + item.status);
+      row.dataset.position = item.position;
+      row.appendChild(el("span", "import-item-name", item.filename));
+      var outcome;
+      if (item.status === "done" && item.classification_id !== null) {
+        outcome = el("a", "import-item-outcome", item.label + " ");
+        outcome.href = section.dataset.detailUrl.replace("/0/", "/" + item.classification_id + "/");
+        outcome.appendChild(el("span", "top-score", score(item.score)));
+      } else if (item.status === "done") {
+        outcome = el("span", "import-item-outcome import-item-state", "Recognised, since deleted from your history.");
+      } else if (item.status === "failed") {
+        outcome = el("span", "import-item-outcome error", item.error ? item.error.message : "");
+      } else if (item.status === "cancelled") {
+        outcome = el("span", "import-item-outcome import-item-state", "Not imported: the import was cancelled.");
+      } else {
+        outcome = el("span", "import-item-outcome import-item-state", "Waiting…");
+      }
+      row.appendChild(outcome);
+      return row;
+    }
+
+    function showItems(items) {
+      var rows = {};
+      Array.prototype.forEach.call(list.children, function (row) { rows[row.dataset.position] = row; });
+      items.forEach(function (item) {
+        var row = rows[item.position];
+        // A row is rebuilt only when its file's status changed, so a link keeps its focus.
+        if (row && row.classList.contains("import-item-" + item.status)) return;
+        var view = itemView(item);
+        if (row) list.replaceChild(view, row);
+        else list.appendChild(view);
+      });
+    }
+
+    function show(job) {
+      var percent = percentOf(job);
+      bar.setAttribute("aria-valuenow", percent);
+      bar.setAttribute("aria-valuetext", percent + "%: " + (job.done + job.failed) + " of " + job.total + " files");
+      document.getElementById("import-bar-fill").style.width = percent + "%";
+      text("import-percent", percent + "%");
+      text("import-done", job.done);
+      text("import-total", job.total);
+      text("import-failed", job.failed);
+      text("import-rate", rateText(job.rate));
+      text("import-time-left", timeLeftText(job.seconds_left));
+      if (job.status !== lastStatus) {
+        lastStatus = job.status;
+        section.dataset.status = job.status;
+        state.textContent = section.dataset["status" + job.status.charAt(0).toUpperCase() + job.status.slice(1)] +
+          (job.error ? " " + job.error : "");
+      }
+      if (job.items) showItems(job.items);
+      if (FINAL.indexOf(job.status) >= 0 && cancelForm && cancelForm.parentNode) {
+        cancelForm.parentNode.removeChild(cancelForm);
+      }
+    }
+
+    function poll() {
+      fetch(section.dataset.apiUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        })
+        .then(function (job) {
+          show(job);
+          if (FINAL.indexOf(job.status) < 0) window.setTimeout(poll, POLL_MS);
+        })
+        .catch(function () {
+          // A server restarting or a network blip: keep asking, a little slower.
+          window.setTimeout(poll, POLL_MS * 2);
+        });
+    }
+
+    if (cancelForm) {
+      cancelForm.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var button = cancelForm.querySelector("button");
+        button.disabled = true;
+        fetch(section.dataset.cancelUrl, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: {
+            Accept: "application/json",
+            "X-CSRFToken": cancelForm.querySelector('input[name="csrfmiddlewaretoken"]').value,
+          },
+        }).then(function (response) {
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        }).then(show).catch(function () {
+          cancelForm.submit();  // the plain form says what went wrong
+        });
+      });
+    }
+
+    if (FINAL.indexOf(lastStatus) < 0) poll();
+  }
+
+  var form = document.getElementById("import-form");
+  if (form) enhanceForm(form);
+  var section = document.getElementById("import-job");
+  if (section) followJob(section);
+})();
