@@ -38,7 +38,8 @@ def test_it_classifies_an_uploaded_image(alice_api, make_image):
         "format": "JPEG",
         "bytes": len(data),
     }
-    assert body["model"] == {"name": model.name, "version": model.version}
+    # "current": this is the active model's result, not one kept from an older model.
+    assert body["model"] == {"name": model.name, "version": model.version, "current": True}
     assert body["duplicate"] is False
     assert body["filename"] == "photo.jpg"
     assert body["inference_ms"] > 0
