@@ -46,10 +46,14 @@ class UploadForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    """What to import: a folder's pictures, some chosen pictures, or both. Whether each
-    file is a picture the import judges on its own; here only that something was chosen."""
+    """What to import: a folder's pictures and some chosen pictures, or one ZIP archive of
+    them. Whether each file is a picture the import judges on its own; here only that one
+    kind of thing was chosen."""
 
-    use_required_attribute = False  # either input will do, and a drop fills neither
+    use_required_attribute = False  # any input will do, and a drop fills none
+    # The page's script says the same before sending anything.
+    MIXED_MESSAGE = "Choose either a ZIP archive or pictures, not both: start one import for each."
+    NOTHING_MESSAGE = "Choose a folder, some pictures or a ZIP archive to import."
 
     folder = MultipleImagesField(
         label="A folder",
@@ -63,18 +67,30 @@ class ImportForm(forms.Form):
         required=False,
         widget=MultipleFileInput(attrs={"aria-describedby": "import-hint"}),
     )
+    archive = forms.FileField(
+        label="A ZIP archive",
+        required=False,
+        allow_empty_file=True,  # the import says what is wrong with it
+        widget=forms.FileInput(
+            attrs={"accept": ".zip,application/zip", "aria-describedby": "import-hint"}
+        ),
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not cleaned.get("folder") and not cleaned.get("files"):
-            raise forms.ValidationError(
-                "Choose a folder or some pictures to import.", code="required"
-            )
+        pictures = cleaned.get("folder") or cleaned.get("files")
+        if pictures and cleaned.get("archive"):
+            raise forms.ValidationError(self.MIXED_MESSAGE, code="archive_with_files")
+        if not pictures and not cleaned.get("archive"):
+            raise forms.ValidationError(self.NOTHING_MESSAGE, code="required")
         return cleaned
 
-    def chosen_files(self) -> list[UploadedFile]:
-        """Every chosen file, the folder's first, in the order the browser sent them."""
-        return [*self.cleaned_data["folder"], *self.cleaned_data["files"]]
+    def chosen(self) -> dict[str, Any]:
+        """import_start's keywords: every chosen picture (the folder's first, in the order
+        the browser sent them), or the archive."""
+        if self.cleaned_data["archive"]:
+            return {"archive": self.cleaned_data["archive"]}
+        return {"files": [*self.cleaned_data["folder"], *self.cleaned_data["files"]]}
 
 
 class HistorySearchForm(forms.Form):

@@ -5,7 +5,9 @@ readable refusals that write nothing, and whose imports are whose."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +34,19 @@ def photo_files(paths: list[Path] = PHOTOS) -> list:
     return [as_upload(path.read_bytes(), path.name, kinds[path.suffix]) for path in paths]
 
 
-def start(client: Client, *, folder=(), files=()):
-    return client.post("/imports/", {"folder": list(folder), "files": list(files)})
+def start(client: Client, *, folder=(), files=(), archive=None):
+    fields = {"folder": list(folder), "files": list(files)}
+    if archive is not None:
+        fields["archive"] = archive
+    return client.post("/imports/", fields)
+
+
+def zip_of(entries: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def started_job(client: Client, **chosen) -> Job:
@@ -64,6 +77,8 @@ def test_the_import_page_offers_a_folder_and_many_pictures_in_a_plain_form(alice
     files = re.search(r'<input type="file" name="files"[^>]*>', page)[0]
     assert " webkitdirectory " in folder and " multiple " in folder
     assert " multiple " in files and "webkitdirectory" not in files
+    archive = re.search(r'<input type="file" name="archive"[^>]*>', page)[0]
+    assert 'accept=".zip,application/zip"' in archive and "multiple" not in archive
     assert 'name="csrfmiddlewaretoken"' in page
     assert '<a href="/imports/" aria-current="page">Import</a>' in page
     assert "You have not imported anything yet." in page
@@ -198,7 +213,39 @@ def test_nothing_chosen_is_refused_on_the_page_and_nothing_is_written(alice_clie
     response = start(alice_client)
 
     assert response.status_code == 400
-    assert "Choose a folder or some pictures to import." in response.content.decode()
+    assert "Choose a folder, some pictures or a ZIP archive to import." in response.content.decode()
+    assert nothing_was_written()
+
+
+def test_a_zip_archive_from_the_form_is_imported_entry_by_entry(alice, alice_client):
+    entries = [(f"holiday/{path.name}", path.read_bytes()) for path in PHOTOS] + [NOTES]
+    job = started_job(alice_client, archive=as_upload(zip_of(entries), "holiday.zip", "application/zip"))
+
+    assert jobs.run(job.pk) == JobStatus.DONE
+
+    page = html(alice_client.get(f"/imports/{job.pk}/"))
+    assert bar_value(page) == 100
+    assert re.search(r'id="import-done">5</span> of <span id="import-total">6<', page)
+    assert page.count('<a class="import-item-outcome"') == 5
+    assert Upload.objects.filter(user=alice).count() == 5
+    assert page.count("import-item import-item-failed") == 1
+
+
+def test_an_archive_and_pictures_together_are_refused_on_the_page_and_nothing_is_written(alice_client):
+    archive = as_upload(zip_of([(PHOTOS[0].name, PHOTOS[0].read_bytes())]), "one.zip", "application/zip")
+
+    response = start(alice_client, files=photo_files(PHOTOS[1:2]), archive=archive)
+
+    assert response.status_code == 400
+    assert "Choose either a ZIP archive or pictures, not both" in response.content.decode()
+    assert nothing_was_written()
+
+
+def test_a_file_that_is_not_a_zip_archive_is_refused_on_the_page_and_nothing_is_written(alice_client):
+    response = start(alice_client, archive=as_upload(PHOTOS[0].read_bytes(), "photos.zip", "application/zip"))
+
+    assert response.status_code == 400
+    assert '<p class="error" role="alert">The file is not a readable ZIP archive' in response.content.decode()
     assert nothing_was_written()
 
 

@@ -1,5 +1,5 @@
-"""The Import page: start a bulk import from a folder or many pictures, follow one as it
-runs, cancel it. The work and its rules are in imports.py and jobs.py; the progress the
+"""The Import page: start a bulk import (a folder, many pictures or a ZIP archive), follow
+one as it runs, cancel it. The work and its rules are in imports.py and jobs.py; the progress the
 page shows is the same the API's import resource gives its script (import.js)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST, require_http_methods
 
 from ..errors import describe_error, log_server_side
 from ..forms import ImportForm
-from ..imports import import_allowance_remaining, import_rate, import_start
+from ..imports import ImportTooLarge, import_allowance_remaining, import_rate, import_start
 from ..jobs import job_cancel
 from ..models import Job, JobKind, JobStatus
 from ..selectors import job_get_for_user, job_items, job_list_for_user
@@ -34,9 +34,9 @@ def import_page(request: HttpRequest) -> HttpResponse:
         form = ImportForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                job = import_start(user=request.user, files=form.chosen_files())
+                job = import_start(user=request.user, **form.chosen())
             except Exception as exc:
-                # Refused whole (allowance, size, storage): import_start wrote nothing.
+                # Refused whole (allowance, size, a bad archive, storage): nothing was written.
                 answer = describe_error(exc)
                 if answer is None:
                     raise
@@ -55,6 +55,8 @@ def import_page(request: HttpRequest) -> HttpResponse:
         "page": Paginator(imports, IMPORTS_PAGE_SIZE).get_page(request.GET.get("page")),
         "remaining": import_allowance_remaining(request.user),
         "max_import_bytes": settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES,
+        # The script checks the choice against the import's cap before sending it.
+        "too_large_message": ImportTooLarge(settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES).message,
         "max_upload_bytes": settings.RECOGNITION_MAX_UPLOAD_BYTES,
     }
     return render(request, "recognition/import.html", context, status=status)

@@ -1,6 +1,7 @@
 // Import pages, enhanced. On the Import page: a folder or pictures dropped anywhere on
 // the page go into the form's picture input (a dropped folder is walked for its files),
-// and the choice is summed up and checked against the import's size cap before it is
+// one ZIP archive into its archive input, and the choice is summed up and checked as the
+// server would (something chosen, not an archive and pictures, the size cap) before it is
 // sent; the form itself posts as it does without this script. On an import's page: the
 // progress, counts and each file's outcome follow the API's import resource, asked at
 // least once a second until the import has ended, and Cancel asks the API. Without this
@@ -31,30 +32,43 @@
 
   function enhanceForm(form) {
     var inputs = Array.prototype.slice.call(form.querySelectorAll('input[type="file"]'));
-    var picked = form.querySelector('input[type="file"]:not([webkitdirectory])');
+    var picked = form.querySelector('input[name="files"]');
+    var archive = form.querySelector('input[name="archive"]');
     var dropzone = document.getElementById("dropzone");
     var chosen = document.getElementById("import-chosen");
     var submit = document.getElementById("import-submit");
     var maxBytes = Number(form.dataset.maxBytes);
 
-    function chosenFiles() {
-      return inputs.reduce(function (all, input) {
-        return all.concat(Array.prototype.slice.call(input.files));
-      }, []);
+    function filesIn(input) {
+      return Array.prototype.slice.call(input.files);
     }
 
-    function tooLarge(files) {
+    function chosenFiles() {
+      return inputs.reduce(function (all, input) { return all.concat(filesIn(input)); }, []);
+    }
+
+    function isArchive(file) {
+      return /\.zip$/i.test(file.name) || file.type === "application/zip";
+    }
+
+    // The server's own refusals, said before anything is sent.
+    function problem(files) {
+      if (!files.length) return form.dataset.nothingMessage;
+      if (archive.files.length && files.length > archive.files.length) return form.dataset.mixedMessage;
       var bytes = files.reduce(function (sum, file) { return sum + file.size; }, 0);
-      return bytes > maxBytes;
+      if (bytes > maxBytes) return form.dataset.tooLargeMessage;
+      return null;
     }
 
     function summarise() {
       var files = chosenFiles();
-      chosen.classList.toggle("error", tooLarge(files));
-      if (!files.length) chosen.textContent = "";
-      else if (tooLarge(files)) chosen.textContent = form.dataset.tooLargeMessage;
-      else chosen.textContent = plural(files.length, "file") + " chosen.";
-      submit.textContent = files.length ? "Import " + plural(files.length, "file") : "Start the import";
+      var refusal = files.length ? problem(files) : null;
+      chosen.classList.toggle("error", !!refusal);
+      if (refusal) chosen.textContent = refusal;
+      else if (archive.files.length) chosen.textContent = archive.files[0].name + " chosen.";
+      else chosen.textContent = files.length ? plural(files.length, "file") + " chosen." : "";
+      submit.textContent = archive.files.length ? "Import the archive"
+        : files.length ? "Import " + plural(files.length, "file") : "Start the import";
     }
 
     // A dropped folder is an entry to walk; readEntries gives at most 100 at a time.
@@ -97,9 +111,13 @@
 
     function add(files) {
       var all = new DataTransfer();
-      Array.prototype.forEach.call(picked.files, function (file) { all.items.add(file); });
-      files.forEach(function (file) { all.items.add(file); });
-      picked.files = all.files;
+      if (files.length === 1 && isArchive(files[0])) {
+        all.items.add(files[0]);  // one archive dropped is the import's archive
+        archive.files = all.files;
+      } else {
+        filesIn(picked).concat(files).forEach(function (file) { all.items.add(file); });
+        picked.files = all.files;
+      }
       summarise();
     }
 
@@ -129,10 +147,11 @@
 
     form.addEventListener("submit", function (event) {
       var files = chosenFiles();
-      if (!files.length || tooLarge(files)) {
+      var refusal = problem(files);
+      if (refusal) {
         // The server would refuse it too; this spares sending the files first.
         event.preventDefault();
-        if (!files.length) chosen.textContent = "Choose a folder or some pictures to import.";
+        chosen.textContent = refusal;
         chosen.classList.add("error");
         return;
       }
