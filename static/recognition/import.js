@@ -257,10 +257,17 @@
     function poll() {
       fetch(section.dataset.apiUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
+          if (response.status >= 400 && response.status < 500) {
+            // Logged out, or the import is gone: asking again will not change that.
+            state.textContent = "This page stopped following the import (the server answered " +
+              response.status + "). Reload the page to see where it is.";
+            return null;
+          }
           if (!response.ok) throw new Error("status " + response.status);
           return response.json();
         })
         .then(function (job) {
+          if (!job) return;
           show(job);
           if (FINAL.indexOf(job.status) < 0) window.setTimeout(poll, POLL_MS);
         })
