@@ -44,6 +44,20 @@ def envint(name: str, default: int | None, minimum: int = 0) -> int | None:
     return number
 
 
+def envfraction(name: str, default: float) -> float:
+    """A number from 0 to 1, such as a probability threshold."""
+    value = os.getenv(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadEnvironmentValue(f"{name} must be a number from 0 to 1, not {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # also refuses nan
+        raise BadEnvironmentValue(f"{name} must be a number from 0 to 1, not {value!r}")
+    return number
+
+
 _RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
 
 

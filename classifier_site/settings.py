@@ -18,6 +18,7 @@ from .env import (
     envbucket,
     envdatabase,
     envendpoint,
+    envfraction,
     envint,
     envlist,
     envrate,
@@ -224,6 +225,12 @@ RECOGNITION_IMPORT_MAX_RATIO = envint("RECOGNITION_IMPORT_MAX_RATIO", 100, minim
 # Decode large JPEGs at reduced scale (DCT domain) for classification: faster and far
 # less memory, but top-1 can differ from full decoding (README, "Performance").
 RECOGNITION_JPEG_DRAFT = envbool("RECOGNITION_JPEG_DRAFT", False)
+# A classification is "uncertain" when its top-1 probability is below _BELOW or beats the
+# second by less than _MARGIN (recognition/uncertainty.py; applied when read, so a change
+# needs no recomputation). Defaults measured by bench/uncertainty.py with EfficientNet-Lite0
+# on real, augmented and non-photo pictures (README, "Uncertainty").
+RECOGNITION_UNCERTAIN_BELOW = envfraction("RECOGNITION_UNCERTAIN_BELOW", 0.2)
+RECOGNITION_UNCERTAIN_MARGIN = envfraction("RECOGNITION_UNCERTAIN_MARGIN", 0.005)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)
 RECOGNITION_WARM_UP = envbool("RECOGNITION_WARM_UP", True)
 # Image uploads per user (page, session or token alike): a short burst and a daily budget.

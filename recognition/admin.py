@@ -37,6 +37,7 @@ from .models import (
 from .services import upload_delete
 from .storage import StorageError
 from .templatetags.recognition import milliseconds, percent
+from .uncertainty import uncertain_q
 from .views.media import stored_image_thumbnail_response
 
 # Lists stay within a 1280 px screen beside the filter column: long names wrap, hashes
@@ -160,12 +161,36 @@ class StoredImageAdmin(ReadOnlyAdmin):
         return _when_html(stored.created_at)
 
 
+class UncertainListFilter(admin.SimpleListFilter):
+    """Uncertain or confident, by the thresholds in force now (recognition/uncertainty.py)."""
+
+    title = "uncertain"
+    parameter_name = "uncertain"
+    # Where the classification is from the list's model: "" on Classification itself.
+    prefix = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("true", "Uncertain"), ("false", "Confident")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        rule = uncertain_q(self.prefix)
+        if self.value() == "true":
+            return queryset.filter(rule)
+        if self.value() == "false":
+            return queryset.exclude(rule)
+        return queryset
+
+
+class UploadUncertainListFilter(UncertainListFilter):
+    prefix = "classification__"
+
+
 @admin.register(Classification)
 class ClassificationAdmin(ReadOnlyAdmin):
     list_display = (
         "thumbnail", "top_label", "confidence", "model_and_version", "inference", "created"
     )
-    list_filter = ("top_label", "model_name", "model_version", "created_at")
+    list_filter = (UncertainListFilter, "top_label", "model_name", "model_version", "created_at")
     search_fields = ("top_label", "predictions__label", "stored_image__sha256")
     list_select_related = ("stored_image",)
     date_hierarchy = "created_at"
@@ -213,6 +238,7 @@ class UploadAdmin(ReadOnlyAdmin):
     # here too it would push the table under the filters at 1280 px.
     list_display = ("thumbnail", "filename", "user", "top_label", "confidence", "last_uploaded")
     list_filter = (
+        UploadUncertainListFilter,
         "classification__top_label",
         "classification__model_version",
         "last_uploaded_at",

@@ -13,6 +13,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Length, Lower
 from django.db.models.lookups import Exact
 
+from .uncertainty import is_uncertain
+
 MAX_STORED_PREDICTIONS = 10
 MAX_FILENAME_LENGTH = 255
 
@@ -77,6 +79,12 @@ class Classification(models.Model):
     # Copies of the rank-1 prediction, so lists sort and show without a join.
     top_label = models.CharField(max_length=200)
     top_score = models.FloatField()
+    # Top-1 minus top-2 probability, from the full softmax (the top-1 score when the model
+    # has one category). Stored rather than derived from the ranked predictions so
+    # filtering by uncertainty is one indexed comparison per row; whether a row counts
+    # as uncertain is decided at read time (recognition/uncertainty.py), so changing the
+    # thresholds never rewrites rows.
+    margin = models.FloatField()
 
     class Meta:
         ordering = ["-created_at"]
@@ -92,11 +100,19 @@ class Classification(models.Model):
                 condition=Q(top_score__gte=0, top_score__lte=1),
                 name="classification_top_score_is_a_probability",
             ),
+            models.CheckConstraint(
+                condition=Q(margin__gte=0, margin__lte=1),
+                name="classification_margin_is_a_probability",
+            ),
         ]
         indexes = [models.Index(fields=["top_label"])]
 
     def __str__(self) -> str:
         return f"{self.top_label} ({self.top_score:.0%}, {self.model_name} {self.model_version})"
+
+    @property
+    def uncertain(self) -> bool:
+        return is_uncertain(self.top_score, self.margin)
 
 
 class Prediction(models.Model):

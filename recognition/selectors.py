@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.http import Http404
 
 from .models import Job, JobItem, Prediction, Upload
+from .uncertainty import uncertain_q
 
 # Label search looks at the predictions a user was shown, not the long tail.
 SEARCH_RANKS = 3
@@ -23,12 +24,14 @@ def upload_list_for_user(
     uploaded_from: date | None = None,
     uploaded_until: date | None = None,
     min_score: float | None = None,
+    uncertain: bool | None = None,
 ) -> QuerySet[Upload]:
     """The user's uploads, most recently uploaded first; `label` matches any of the top
     predictions, case-insensitively and in part ("retriever" finds "golden retriever").
 
     The dates bound the day of the last upload, both ends included, in the current time
-    zone; `min_score` (0 to 1) is the least confidence of the top prediction."""
+    zone; `min_score` (0 to 1) is the least confidence of the top prediction; `uncertain`
+    keeps only the uncertain (True) or only the confident (False) classifications."""
     if not user.is_authenticated:
         return Upload.objects.none()
     uploads = _uploads_with_results().filter(user=user)
@@ -46,6 +49,9 @@ def upload_list_for_user(
         uploads = uploads.filter(last_uploaded_at__date__lte=uploaded_until)
     if min_score is not None:
         uploads = uploads.filter(classification__top_score__gte=min_score)
+    if uncertain is not None:
+        rule = uncertain_q("classification__")
+        uploads = uploads.filter(rule if uncertain else ~rule)
     return uploads.order_by("-last_uploaded_at", "-id")
 
 

@@ -27,6 +27,7 @@ from .errors import ServiceError, StorageFailed, UploadTooLarge
 from .filenames import clean_filename
 from .models import MAX_STORED_PREDICTIONS, Classification, Prediction, StoredImage, Upload
 from .selectors import RANKED_PREDICTIONS, upload_get_for_user
+from .uncertainty import margin_of
 
 logger = logging.getLogger(__name__)
 
@@ -362,6 +363,7 @@ def _create_classification(stored: StoredImage, result: engine.Recognition) -> C
         inference_ms=max(result.inference_ms, 0.0),
         top_label=top.label,
         top_score=_probability(top.score),
+        margin=_margin(result),
     )
     Prediction.objects.bulk_create(
         Prediction(
@@ -422,6 +424,11 @@ def _probability(score: float) -> float:
     return min(max(float(score), 0.0), 1.0)
 
 
+def _margin(result: engine.Recognition) -> float:
+    # The engine ranks the full softmax, so its first two are the model's two best.
+    return margin_of([_probability(p.score) for p in result.predictions[:2]])
+
+
 def classifications_record(
     recognised: Sequence[tuple[StoredImage, engine.Recognition]],
 ) -> list[Classification]:
@@ -430,7 +437,7 @@ def classifications_record(
     have, recomputed in place with its predictions replaced, so the unique row stays
     and every upload pointing at it shows the new result. Idempotent; one transaction.
     Returns the rows in the order given."""
-    fields = ["custom_weights", "inference_ms", "top_label", "top_score"]
+    fields = ["custom_weights", "inference_ms", "top_label", "top_score", "margin"]
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with transaction.atomic():
@@ -455,6 +462,7 @@ def classifications_record(
                     row.inference_ms = max(result.inference_ms, 0.0)
                     row.top_label = result.predictions[0].label
                     row.top_score = _probability(result.predictions[0].score)
+                    row.margin = _margin(result)
                     rows[key], predictions[key] = row, result
                 Classification.objects.bulk_create([r for r in rows.values() if r.pk is None])
                 recomputed = [row for key, row in rows.items() if key in existing]

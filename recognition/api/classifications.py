@@ -27,6 +27,7 @@ from ..models import Upload
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..services import DEFAULT_TOP_K, MAX_TOP_K, upload_classify, upload_delete
 from ..throttling import UPLOAD_THROTTLES
+from ..uncertainty import UNCERTAIN_CHOICES, uncertain_filter
 from .errors import ErrorOutputSerializer
 
 TAG = "classifications"
@@ -84,6 +85,12 @@ class UploadOutputSerializer(serializers.Serializer):
     image = ImageSerializer(source="stored_image")
     model = ModelSerializer(source="classification")
     predictions = serializers.SerializerMethodField()
+    uncertain = serializers.BooleanField(
+        source="classification.uncertain",
+        read_only=True,
+        help_text="True when the model is unsure: its top probability is low, or the "
+        "first two are close (the service's uncertainty thresholds).",
+    )
     created_at = serializers.DateTimeField()
     last_uploaded_at = serializers.DateTimeField()
     inference_ms = serializers.FloatField(source="classification.inference_ms")
@@ -177,6 +184,13 @@ TOP_K_PARAMETER = OpenApiParameter(
 )
 
 
+UNCERTAIN_PARAMETER = OpenApiParameter(
+    "uncertain",
+    OpenApiTypes.BOOL,
+    description="true: only classifications the model is unsure of; false: only the others.",
+)
+
+
 class ClassificationPagination(PageNumberPagination):
     page_size_query_param = "page_size"  # default: REST_FRAMEWORK["PAGE_SIZE"]
     max_page_size = 100
@@ -187,6 +201,13 @@ class ClassificationListApi(APIView):
 
     class FilterSerializer(_TopKSerializer):
         label = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        # Spelled exactly true or false, as the export and the history page take it.
+        uncertain = serializers.ChoiceField(
+            choices=UNCERTAIN_CHOICES,
+            required=False,
+            allow_blank=True,  # no filter, as the history page's "All" sends it
+            error_messages={"invalid_choice": 'Must be true or false, not "{input}".'},
+        )
 
     @extend_schema(
         tags=[TAG],
@@ -197,6 +218,7 @@ class ClassificationListApi(APIView):
                 {"type": "string", "maxLength": 200},
                 description="Only uploads with this text in a top-3 label.",
             ),
+            UNCERTAIN_PARAMETER,
             TOP_K_PARAMETER,
         ],
         responses={200: UploadOutputSerializer(many=True), **_errors(400, 401, 404, 503)},
@@ -204,7 +226,11 @@ class ClassificationListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = ClassificationListApi.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        uploads = upload_list_for_user(user=request.user, label=filters.validated_data.get("label"))
+        uploads = upload_list_for_user(
+            user=request.user,
+            label=filters.validated_data.get("label"),
+            uncertain=uncertain_filter(filters.validated_data.get("uncertain")),
+        )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(uploads, request, view=self)
         data = UploadOutputSerializer(
