@@ -39,8 +39,8 @@ class RejectOversizedBodyMiddleware:
         length = _content_length(request)
         if length is None:
             return self.get_response(request)
-        if request.path_info == reverse("api:imports"):
-            # A bulk import carries many pictures; its own cap (imports.py) applies.
+        if request.path_info in (reverse("api:imports"), reverse("imports")):
+            # A bulk import (API or page) carries many pictures; its own cap (imports.py).
             from .imports import ImportTooLarge
 
             max_bytes = settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES

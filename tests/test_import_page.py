@@ -320,3 +320,14 @@ def test_the_import_pages_load_their_script_from_this_server_and_run_none_inline
 
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", content) == []
     assert '<script src="/static/recognition/import.js" defer></script>' in content
+
+
+def test_an_import_from_the_page_may_carry_more_than_one_upload_s_byte_limit(alice_client, settings):
+    # Each photo is within the per-picture cap, together they are well over it: the page
+    # is a bulk import and has the import's cap, like the API's, not the upload's.
+    settings.RECOGNITION_MAX_UPLOAD_BYTES = max(path.stat().st_size for path in PHOTOS)
+
+    job = started_job(alice_client, files=photo_files())
+
+    assert job.total == len(PHOTOS)
+    assert set(job.items.values_list("status", flat=True)) == {"pending"}
