@@ -16,6 +16,7 @@ over halfway, without doing anything twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from importlib import import_module
 from collections.abc import Callable, Iterable
@@ -147,20 +148,30 @@ def cancel(job: Job) -> Job:
 
 
 class JobRun:
-    """What a kind's function sees of its job while it runs."""
+    """What a kind's function sees of its job while it runs.
+
+    It also holds the run's claim: the `claimed_at` it last wrote. Every write (progress,
+    the heartbeat, the end) is conditional on it, so a run whose claim went stale and was
+    taken by another worker finds out at its next write or check, and stops after the
+    batch in hand instead of working beside the new owner and overwriting its counts."""
 
     def __init__(self, job: Job):
         self.job = job
         self.stopped = False
+        self.lost = False  # another worker has taken the job over
+        self._claim = job.claimed_at
+        self._lock = threading.Lock()  # the heartbeat thread renews too
         self._written_at = time.monotonic()
         self._written_processed = job.processed
 
     def should_stop(self) -> bool:
-        """True once the job was cancelled (or another worker took it over): the
+        """True once the job was cancelled, or another worker took it over: the
         function should return without starting more work."""
         if not self.stopped:
-            row = Job.objects.filter(pk=self.job.pk).values("cancel_requested", "claimed_at").first()
-            self.stopped = row is None or row["cancel_requested"]
+            with self._lock:
+                row = Job.objects.filter(pk=self.job.pk).values("cancel_requested", "claimed_at").first()
+                self.lost = self.lost or row is None or row["claimed_at"] != self._claim
+            self.stopped = self.lost or bool(row and row["cancel_requested"])
         return self.stopped
 
     def progress(self, *, done: int, failed: int, cursor: int | None = None, force: bool = False) -> None:
@@ -177,12 +188,39 @@ class JobRun:
         )
         if not due:
             return
-        now = timezone.now()
-        Job.objects.filter(pk=job.pk).update(
-            done=job.done, failed=job.failed, cursor=job.cursor, claimed_at=now
-        )
-        job.claimed_at = now
+        self.renew(done=job.done, failed=job.failed, cursor=job.cursor)
         self._written_at, self._written_processed = time.monotonic(), job.processed
+
+    def renew(self, **fields) -> bool:
+        """Write a fresh claim (and `fields`) if the claim is still this run's."""
+        with self._lock:
+            if self.lost:
+                return False
+            now = timezone.now()
+            if Job.objects.filter(pk=self.job.pk, claimed_at=self._claim).update(claimed_at=now, **fields):
+                self._claim = self.job.claimed_at = now
+            else:
+                self.lost = self.stopped = True
+            return not self.lost
+
+    def finish(self, status: str, error: str) -> bool:
+        """End the job, if it is still this run's; False when another worker has it."""
+        job = self.job
+        with self._lock:
+            ended = Job.objects.filter(
+                pk=job.pk, status=JobStatus.RUNNING, claimed_at=self._claim
+            ).update(
+                status=status,
+                done=job.done,
+                failed=job.failed,
+                cursor=job.cursor,
+                error=error[:_ERROR_LENGTH],
+                finished_at=timezone.now(),
+                claimed_at=None,
+            )
+        if ended and status == JobStatus.CANCELLED:
+            _end_items(job)
+        return bool(ended)
 
 
 def run(job_id: int) -> str:
@@ -196,28 +234,31 @@ def run(job_id: int) -> str:
     job_run = JobRun(job)
     logger.info("Job %s (%s) running: %s of %s done", job.pk, job.kind, job.processed, job.total)
     try:
-        with heartbeat(Job, job.pk, "claimed_at", job.claimed_at):
+        with heartbeat(job_run.renew, f"job {job.pk}"):
             handler.run(job_run)
     except (JobFailed, ServiceError) as exc:
-        _finish(job_run, JobStatus.FAILED, exc.message)
-        logger.warning("Job %s failed: %s", job.pk, exc.message)
+        if job_run.finish(JobStatus.FAILED, exc.message):
+            logger.warning("Job %s failed: %s", job.pk, exc.message)
     except Exception as exc:
         # The engine's ModelUnavailable and the storage's failures carry a sentence too.
         message = getattr(exc, "message", None)
         if not isinstance(message, str):
             message = "The job stopped on an unexpected error; see the worker's log."
-        _finish(job_run, JobStatus.FAILED, message)
-        logger.exception("Job %s failed", job.pk)
+        if job_run.finish(JobStatus.FAILED, message):
+            logger.exception("Job %s failed", job.pk)
     else:
         status = JobStatus.CANCELLED if job_run.should_stop() else JobStatus.DONE
-        _finish(job_run, status, "")
-        logger.info("Job %s %s: %s done, %s failed of %s", job.pk, status, job.done, job.failed, job.total)
+        if not job_run.lost and job_run.finish(status, ""):
+            logger.info("Job %s %s: %s done, %s failed of %s", job.pk, status, job.done, job.failed, job.total)
     finally:
+        if job_run.lost:
+            # Its claim went stale (a stalled worker) and another worker resumed it.
+            logger.warning("Job %s was taken over by another worker; this run stopped", job.pk)
         job.refresh_from_db()
-        if job.finished:
+        if job.finished and not job_run.lost:
             _cleanup(job)
             _start_next_import(job)
-    return job.status
+    return "taken over" if job_run.lost else job.status
 
 
 def _stale_before() -> datetime:
@@ -254,21 +295,6 @@ def _claim(job_id: int) -> Job | None:
         return None  # another worker got there first
     job.refresh_from_db()
     return job
-
-
-def _finish(job_run: JobRun, status: str, error: str) -> None:
-    job = job_run.job
-    Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-        status=status,
-        done=job.done,
-        failed=job.failed,
-        cursor=job.cursor,
-        error=error[:_ERROR_LENGTH],
-        finished_at=timezone.now(),
-        claimed_at=None,
-    )
-    if status == JobStatus.CANCELLED:
-        _end_items(job)
 
 
 def _end_items(job: Job) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -56,7 +56,8 @@ def make_thumbnail(stored_image_id: int) -> str:
         return "nothing to do"  # made already, failed, gone, or another worker has it
     stored = StoredImage.objects.get(pk=stored_image_id)
     try:
-        with heartbeat(StoredImage, stored_image_id, "thumbnail_claimed_at", claim):
+        renew = claim_renewer(StoredImage, stored_image_id, "thumbnail_claimed_at", claim)
+        with heartbeat(renew, f"image {stored_image_id}"):
             jpeg = thumbnails.render(stored)
             storage.save(thumbnails.thumbnail_name(stored), jpeg)
     except ImageRejected as exc:
@@ -144,36 +145,43 @@ def _finish(stored_image_id: int, state: str, error: str) -> None:
 
 
 @contextmanager
-def heartbeat(model, pk: int, field: str, claimed_at: datetime) -> Iterator[None]:
-    """Renew a claim (the row's `field`, a time) every third of the stale limit while the
-    body runs, so the sweep can tell a live worker's claim from a dead one's."""
+def heartbeat(renew: Callable[[], bool], name: str) -> Iterator[None]:
+    """Call `renew` every third of the stale limit while the body runs, so the sweep can
+    tell a live worker's claim from a dead one's; stop once it answers False (the work
+    finished, or another worker took it over)."""
     stop = threading.Event()
     interval = settings.RECOGNITION_TASK_STALE_SECONDS / 3
 
-    def renew() -> None:
-        claim = claimed_at
+    def beat() -> None:
         try:
             while not stop.wait(interval):
-                now = timezone.now()
-                renewed = model.objects.filter(pk=pk, **{field: claim}).update(**{field: now})
-                if not renewed:
-                    # Finished, taken over, or renewed by the work itself (jobs write their
-                    # progress with a fresh claim): follow the row's own value.
-                    current = model.objects.filter(pk=pk).values_list(field, flat=True).first()
-                    if current is None:
-                        return  # finished: nothing left to renew
-                    claim = current
-                    continue
-                claim = now
+                if not renew():
+                    return
         except Exception:
-            logger.exception("Could not renew the claim on %s %s", model.__name__, pk)
+            logger.exception("Could not renew the claim on %s", name)
         finally:
             connections.close_all()  # this thread's own connection
 
-    thread = threading.Thread(target=renew, name=f"heartbeat-{model.__name__}-{pk}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{name}", daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+
+
+def claim_renewer(model, pk: int, field: str, claimed_at: datetime) -> Callable[[], bool]:
+    """Renew a claim kept in a row's `field` (a time), only while it is still the one
+    this worker wrote: a claim that went stale and was taken is not taken back."""
+    claim = claimed_at
+
+    def renew() -> bool:
+        nonlocal claim
+        now = timezone.now()
+        if not model.objects.filter(pk=pk, **{field: claim}).update(**{field: now}):
+            return False
+        claim = now
+        return True
+
+    return renew

@@ -5,11 +5,13 @@ nothing finished."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import matplotlib
 import pytest
 import skimage
+from django.utils import timezone
 
 from recognition import jobs, storage
 from recognition.models import Job, JobItem, JobItemStatus, JobStatus, Upload
@@ -103,6 +105,32 @@ def test_a_rerun_after_a_crash_finishes_only_what_was_left_and_each_item_once(
     assert Upload.objects.filter(user=alice).count() == 5
     assert JobItem.objects.filter(job=job, status=JobItemStatus.DONE).count() == 5
     assert list(storage.list_files("imports")) == []
+
+
+def test_a_worker_whose_import_was_taken_over_stops_after_its_batch_and_leaves_it_to_the_new_one(
+    alice_api, make_image, inference_calls, settings, monkeypatch
+):
+    settings.RECOGNITION_MAX_BATCH = 2
+    job_id = start(alice_api, [(f"p{n}.png", make_image("PNG")) for n in range(6)]).json()["id"]
+    real_progress = jobs.JobRun.progress
+    taken_at = timezone.now() + timedelta(seconds=1)
+
+    def stalled_then_taken_over(self, **counts):
+        # The fault: this worker stalled past the stale limit, and another one's claim
+        # (what jobs._claim writes) replaced its own while it worked on its first batch.
+        if counts["done"] >= 2:
+            Job.objects.filter(pk=job_id).update(claimed_at=taken_at)
+        real_progress(self, **counts)
+
+    monkeypatch.setattr(jobs.JobRun, "progress", stalled_then_taken_over)
+    assert jobs.run(job_id) == "taken over"
+
+    assert inference_calls == [2]  # no second batch beside the new owner
+    job = Job.objects.get(pk=job_id)
+    # Still the new owner's, running: not ended, and its claim not overwritten.
+    assert (job.status, job.claimed_at, job.finished_at) == (JobStatus.RUNNING, taken_at, None)
+    assert job.items.filter(status=JobItemStatus.PENDING).count() == 4
+    assert list(storage.list_files("imports")) != []  # the new owner still needs them
 
 
 def test_a_queued_import_cancelled_ends_at_once_and_never_runs(alice_api, make_image):
