@@ -44,6 +44,10 @@ class StoredImage(models.Model):
     # When a worker took the task, renewed while it works; None while nobody has it.
     thumbnail_claimed_at = models.DateTimeField(null=True, blank=True)
     thumbnail_attempts = models.PositiveSmallIntegerField(default=0)
+    # When the sweep last sent its task again; None: only the upload's message was sent.
+    # A backlog (say behind a long import) is sent again once per stale limit, not at
+    # every sweep, so the queue does not fill with copies of the same work.
+    thumbnail_queued_at = models.DateTimeField(null=True, blank=True)
     # Why the original could not be made into a thumbnail (state "failed").
     thumbnail_error = models.CharField(max_length=200, blank=True)
 

@@ -87,14 +87,15 @@ def run_job(job_id: int) -> str:
 def sweep() -> int:
     """Queue again every pending thumbnail nobody is working on: claimed by a worker that
     stopped renewing its claim, or never claimed although its message should have been
-    taken by now. Gives up on rows tried too often. Then queues the jobs nobody works on
+    taken by now; each at most once per stale limit. Gives up on rows tried too often. Then queues the jobs nobody works on
     (jobs.sweep) and checks which model is active.
     Returns how many were queued."""
     stale = _stale_before()
     pending = StoredImage.objects.filter(thumbnail_state=ThumbnailState.PENDING)
     abandoned = pending.filter(
         Q(thumbnail_claimed_at__lt=stale)
-        | Q(thumbnail_claimed_at__isnull=True, created_at__lt=stale)
+        | Q(thumbnail_claimed_at__isnull=True, created_at__lt=stale),
+        Q(thumbnail_queued_at__isnull=True) | Q(thumbnail_queued_at__lt=stale),
     )
     gave_up = abandoned.filter(thumbnail_attempts__gte=MAX_THUMBNAIL_ATTEMPTS).update(
         thumbnail_state=ThumbnailState.FAILED,
@@ -104,6 +105,7 @@ def sweep() -> int:
     if gave_up:
         logger.error("Gave up on %s thumbnails after %s attempts", gave_up, MAX_THUMBNAIL_ATTEMPTS)
     ids = list(abandoned.values_list("pk", flat=True).order_by("pk")[:_SWEEP_BATCH])
+    StoredImage.objects.filter(pk__in=ids).update(thumbnail_queued_at=timezone.now())
     for stored_image_id in ids:
         make_thumbnail.delay(stored_image_id)
     if ids:

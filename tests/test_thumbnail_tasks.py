@@ -147,6 +147,24 @@ def test_the_sweep_queues_a_thumbnail_whose_message_never_arrived(alice, make_im
     assert tasks.sweep() == 1
 
 
+def test_the_sweep_sends_a_waiting_thumbnail_again_once_per_stale_limit_not_every_sweep(
+    alice, make_image, settings
+):
+    # A backlog of thumbnails behind a long import: each sweep must not add another copy
+    # of every waiting message to the queue.
+    settings.RECOGNITION_TASK_STALE_SECONDS = 60
+    stored_id = upload_classify(user=alice, file=as_upload(make_image())).upload.stored_image_id
+    StoredImage.objects.filter(pk=stored_id).update(created_at=timezone.now() - timedelta(seconds=61))
+    before = queued_messages()
+
+    assert [tasks.sweep(), tasks.sweep()] == [1, 0]
+    assert queued_messages() == before + 1
+    StoredImage.objects.filter(pk=stored_id).update(
+        thumbnail_queued_at=timezone.now() - timedelta(seconds=61)
+    )
+    assert tasks.sweep() == 1  # still not taken a stale limit later: sent once more
+
+
 def test_the_sweep_gives_up_on_a_thumbnail_tried_too_often(alice, make_image):
     stored_id = upload_classify(user=alice, file=as_upload(make_image())).upload.stored_image_id
     _age_claim(stored_id, 3600, attempts=tasks.MAX_THUMBNAIL_ATTEMPTS)
