@@ -9,6 +9,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 
 from .engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
+from .uncertainty import uncertain_filter
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -127,6 +128,12 @@ class HistorySearchForm(forms.Form):
         max_value=100,
         widget=forms.NumberInput(attrs={"step": 1, "inputmode": "numeric"}),
     )
+    uncertain = forms.ChoiceField(
+        label="Certainty",
+        required=False,
+        choices=[("", "All"), ("true", "Only uncertain"), ("false", "Only confident")],
+        error_messages={"invalid_choice": "Must be true or false, not “%(value)s”."},
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -144,6 +151,7 @@ class HistorySearchForm(forms.Form):
             "uploaded_from": data.get("uploaded_from"),
             "uploaded_until": data.get("uploaded_until"),
             "min_score": None if min_confidence is None else min_confidence / 100,
+            "uncertain": uncertain_filter(data.get("uncertain")),
         }
 
 

@@ -29,6 +29,11 @@ def with_top_score(upload: Upload, score: float) -> Upload:
     return upload
 
 
+def suggestions(html: str) -> str:
+    """The label datalist, without the page's other options (the certainty select)."""
+    return html.split('<datalist id="label-suggestions">', 1)[1].split("</datalist>", 1)[0]
+
+
 def names(uploads) -> list[str]:
     return [upload.original_filename for upload in uploads]
 
@@ -137,9 +142,9 @@ def test_history_suggests_every_category_of_the_active_model_rendered_once_per_v
     second = alice_client.get("/history/").content.decode()
 
     assert '<input type="search" name="q"' in first and 'list="label-suggestions"' in first
-    assert first.count("<option value=") == len(categories) == 1000
+    assert suggestions(first).count("<option value=") == len(categories) == 1000
     assert f'<option value="{categories[0]}">' in first
-    assert second.count("<option value=") == len(categories)
+    assert suggestions(second).count("<option value=") == len(categories)
     assert len(calls) == 1
     assert "<datalist" not in alice_client.get("/").content.decode()
 
@@ -148,4 +153,4 @@ def test_history_works_without_a_model_and_then_suggests_nothing(alice_client, n
     response = alice_client.get("/history/")
 
     assert response.status_code == 200
-    assert "<option value=" not in response.content.decode()
+    assert "<datalist" not in response.content.decode()

@@ -1,11 +1,12 @@
 """Uncertain classifications: the real model is sure of a clear photo and unsure of noise;
-the thresholds come from the settings and apply to stored rows as they are read; the API
-and the admin show and filter them."""
+the thresholds come from the settings and apply to stored rows as they are read; the API,
+the history page, the result and detail pages and the admin all show and filter them."""
 
 from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from tests.web_fixtures import as_upload
 pytestmark = pytest.mark.django_db
 
 API = "/api/v1/classifications/"
+EXPORT = "/api/v1/classifications/export/"
+BADGE = 'class="badge badge-uncertain"'
 
 # bench/uncertainty.py: EfficientNet-Lite0 gives coffee.png "espresso" at 0.83, 0.75 ahead
 # of the second; this uniform noise "kite" at 0.17 (all noise it saw stayed below 0.18).
@@ -142,6 +145,57 @@ def test_the_api_refuses_an_uncertain_filter_other_than_true_or_false(alice_api,
     error = response.json()["error"]
     assert error["code"] == "invalid_input"
     assert error["fields"]["uncertain"] == [f'Must be true or false, not "{value}".']
+
+
+def test_the_history_page_filters_by_certainty_shows_the_badge_and_exports_the_same(
+    alice_client, sure_and_unsure
+):
+    everything = alice_client.get(reverse("history")).content.decode()
+    only_uncertain = alice_client.get(reverse("history"), {"uncertain": "true"}).content.decode()
+    only_confident = alice_client.get(reverse("history"), {"uncertain": "false"}).content.decode()
+    export = alice_client.get(EXPORT, {"uncertain": "true", "format": "jsonl"})
+
+    assert '<option value="true">Only uncertain</option>' in everything
+    assert everything.count(BADGE) == 1
+    assert "doubtful.jpg" in only_uncertain and "confident.jpg ·" not in only_uncertain
+    assert only_uncertain.count(BADGE) == 1
+    assert '<option value="true" selected>Only uncertain</option>' in only_uncertain
+    assert "uncertain=true&amp;format=csv" in only_uncertain  # the export links carry it
+    assert "confident.jpg" in only_confident and "doubtful.jpg" not in only_confident
+    assert BADGE not in only_confident
+    exported = b"".join(export.streaming_content).decode().splitlines()
+    assert [json.loads(line)["filename"] for line in exported] == ["doubtful.jpg"]
+
+
+def test_an_invalid_certainty_filter_on_the_history_page_is_shown_and_ignored(
+    alice_client, sure_and_unsure
+):
+    html = alice_client.get(reverse("history"), {"uncertain": "maybe"}).content.decode()
+
+    assert "Must be true or false, not “maybe”." in html
+    assert "confident.jpg ·" in html and "doubtful.jpg ·" in html
+
+
+def test_the_detail_page_shows_the_badge_only_for_an_uncertain_classification(
+    alice_client, sure_and_unsure
+):
+    sure, unsure = sure_and_unsure
+
+    unsure_html = alice_client.get(reverse("upload-detail", args=[unsure.pk])).content.decode()
+    sure_html = alice_client.get(reverse("upload-detail", args=[sure.pk])).content.decode()
+
+    assert unsure_html.count(BADGE) == 1
+    assert 'title="The model is unsure of this picture: its top score is below 20.0%' in unsure_html
+    assert BADGE not in sure_html
+
+
+def test_the_upload_page_result_carries_the_badge_when_the_model_is_unsure(
+    alice_client, make_image, defaults
+):
+    # The random-weights model spreads its probability thin: every picture is uncertain.
+    html = alice_client.post("/", {"images": as_upload(make_image(), "new.jpg")}).content.decode()
+
+    assert html.count(BADGE) == 1
 
 
 def test_the_admin_filters_classifications_and_uploads_by_certainty(

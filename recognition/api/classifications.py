@@ -215,7 +215,8 @@ class ClassificationListApi(APIView):
         parameters=[
             OpenApiParameter(
                 "label",
-                {"type": "string", "maxLength": 200},
+                # DRF's CharField refuses a NUL character (400); the schema says so too.
+                {"type": "string", "maxLength": 200, "pattern": "^[^\\x00]*$"},
                 description="Only uploads with this text in a top-3 label.",
             ),
             UNCERTAIN_PARAMETER,

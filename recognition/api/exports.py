@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from .. import export
 from ..forms import HistorySearchForm
 from ..selectors import upload_list_for_user
+from .classifications import UNCERTAIN_PARAMETER
 from .errors import ErrorOutputSerializer
 
 TAG = "classifications"
@@ -81,6 +82,7 @@ class ClassificationExportApi(APIView):
                 {"type": "integer", "minimum": 0, "maximum": 100},
                 description="Only uploads whose top prediction is at least this sure, in %.",
             ),
+            UNCERTAIN_PARAMETER,
         ],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="format=csv"),

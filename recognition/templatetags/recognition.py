@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
 
 register = template.Library()
 
@@ -23,3 +24,13 @@ def milliseconds(duration_ms: float) -> str:
 def bar_width(score: float) -> str:
     """A CSS width, written without locale formatting (a comma would break it)."""
     return f"{min(max(float(score), 0.0), 1.0) * 100:.1f}%"
+
+
+@register.simple_tag
+def uncertainty_rule() -> str:
+    """What the "uncertain" badge means, with the thresholds in force."""
+    return (
+        "The model is unsure of this picture: its top score is below "
+        f"{percent(settings.RECOGNITION_UNCERTAIN_BELOW)}, or the first two scores are "
+        f"less than {percent(settings.RECOGNITION_UNCERTAIN_MARGIN)} apart."
+    )

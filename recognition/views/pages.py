@@ -91,7 +91,8 @@ def history_page(request: HttpRequest) -> HttpResponse:
     search.is_valid()  # an invalid filter is shown with its error and otherwise ignored
     filters = search.filters()
     other_filters = any(
-        filters[name] is not None for name in ("uploaded_from", "uploaded_until", "min_score")
+        filters[name] is not None
+        for name in ("uploaded_from", "uploaded_until", "min_score", "uncertain")
     )
     uploads = upload_list_for_user(user=request.user, **filters)
     page = Paginator(uploads, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
