@@ -123,27 +123,7 @@
 
     inputs.forEach(function (input) { input.addEventListener("change", summarise); });
 
-    function carriesFiles(event) {
-      var types = event.dataTransfer && event.dataTransfer.types;
-      return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
-    }
-    ["dragenter", "dragover"].forEach(function (type) {
-      document.addEventListener(type, function (event) {
-        if (!carriesFiles(event)) return;
-        event.preventDefault();
-        event.dataTransfer.dropEffect = "copy";
-        dropzone.classList.add("is-dragging");
-      });
-    });
-    document.addEventListener("dragleave", function (event) {
-      if (!event.relatedTarget) dropzone.classList.remove("is-dragging");
-    });
-    document.addEventListener("drop", function (event) {
-      dropzone.classList.remove("is-dragging");
-      if (!carriesFiles(event)) return;
-      event.preventDefault();
-      dropped(event.dataTransfer).then(add);
-    });
+    window.onFilesDropped(dropzone, function (transfer) { dropped(transfer).then(add); });
 
     form.addEventListener("submit", function (event) {
       var files = chosenFiles();

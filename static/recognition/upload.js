@@ -287,28 +287,8 @@
     input.value = "";  // the same file may be chosen again after removing it
   });
 
-  // Files dragged anywhere over the page land in the drop zone, never replace the page.
-  function carriesFiles(event) {
-    var types = event.dataTransfer && event.dataTransfer.types;
-    return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
-  }
-  ["dragenter", "dragover"].forEach(function (type) {
-    document.addEventListener(type, function (event) {
-      if (!carriesFiles(event)) return;
-      event.preventDefault();
-      event.dataTransfer.dropEffect = "copy";
-      dropzone.classList.add("is-dragging");
-    });
-  });
-  document.addEventListener("dragleave", function (event) {
-    if (!event.relatedTarget) dropzone.classList.remove("is-dragging");
-  });
-  document.addEventListener("drop", function (event) {
-    dropzone.classList.remove("is-dragging");
-    if (!event.dataTransfer || !event.dataTransfer.files.length) return;
-    event.preventDefault();
-    add(event.dataTransfer.files);
-  });
+  // Files dragged anywhere over the page land in the drop zone (dropzone.js).
+  window.onFilesDropped(dropzone, function (transfer) { add(transfer.files); });
 
   document.addEventListener("paste", function (event) {
     var files = event.clipboardData ? event.clipboardData.files : [];
