@@ -294,8 +294,21 @@ def _record(user: AbstractBaseUser, recognised: _Recognised, filename: str) -> t
             # upload of it can exist: plain inserts, no look-ups, no savepoints.
             classification = _create_classification(stored, result)
             return _create_upload(user, stored, classification, filename), False
-        classification = _get_or_create_classification(stored, recognised.model, result)
+        classification, classified_now = _get_or_create_classification(stored, recognised.model, result)
+        if classified_now:
+            _show_everywhere_if_active(stored, recognised.model)
         return _create_or_touch_upload(user, stored, classification, filename)
+
+
+def _show_everywhere_if_active(stored: StoredImage, model: engine.ModelIdentity) -> None:
+    """The active model's first result for an image others uploaded before it was active:
+    their uploads show it too, as activation would have pointed them at it had it existed
+    (README, "Which result an upload shows"). A node still serving the previous model in
+    the seconds after a switch moves nobody."""
+    from . import active_model
+
+    if active_model.active_key() == f"{model.name}-{model.version}":
+        active_model.repoint_uploads(model.name, model.version, stored_image_ids=[stored.pk])
 
 
 def _decode_upload(data: bytes, classifier: engine.Classifier) -> DecodedImage:
@@ -336,21 +349,22 @@ def _get_or_create_stored_image(facts: _ImageFacts, probably_new: bool) -> tuple
 
 def _get_or_create_classification(
     stored: StoredImage, model: engine.ModelIdentity, result: engine.Recognition | None
-) -> Classification:
+) -> tuple[Classification, bool]:
+    """The image's classification by this model version, and whether this call made it."""
     existing = Classification.objects.filter(
         stored_image=stored, model_name=model.name, model_version=model.version
     ).first()
     if existing is not None:
-        return existing
+        return existing, False
     if result is None:
         raise _StaleRead()
     try:
         with transaction.atomic():
-            return _create_classification(stored, result)
+            return _create_classification(stored, result), True
     except IntegrityError:  # the same image was classified concurrently by the same model
         return Classification.objects.get(
             stored_image=stored, model_name=model.name, model_version=model.version
-        )
+        ), False
 
 
 def _create_classification(stored: StoredImage, result: engine.Recognition) -> Classification:

@@ -39,9 +39,10 @@ def test_a_new_model_version_classifies_a_known_image_again_and_keeps_the_old_re
     assert old.model_version == first.rsplit("-", 1)[1]
     assert Classification.objects.filter(pk=old.pk).exists()
     assert Classification.objects.filter(stored_image=new.stored_image).count() == 2
-    # Bob did not upload again: he keeps what he was shown.
+    # Bob did not upload again, yet his upload shows the active model's result now that
+    # it exists (README, "Which result an upload shows"); the old one stays stored.
     bobs_before.upload.refresh_from_db()
-    assert bobs_before.upload.classification_id == old.pk
+    assert bobs_before.upload.classification_id == new.pk
     assert len(media_files()) == 1
     assert inference_calls == [1, 1]  # Alice's first upload, then the new model's
 

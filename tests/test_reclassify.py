@@ -162,6 +162,19 @@ def test_uploads_show_the_active_models_result_once_it_exists_and_older_ones_are
     assert current() == {first.pk: True, second.pk: True, third.pk: False}
 
 
+def test_the_active_models_first_result_for_an_image_is_shown_on_every_users_upload_of_it(
+    models, alice, bob
+):
+    a, b = models
+    bobs = upload_photos(bob, PHOTOS[:1])[0]
+    active_model.activate(b)  # B has not seen the photo: Bob's upload stays on A
+
+    upload_photos(alice, PHOTOS[:1])  # the same photo, classified by B now
+
+    bobs.refresh_from_db()
+    assert bobs.classification.model_version == b.rsplit("-", 1)[1]
+
+
 def test_an_unknown_model_is_refused_in_one_paragraph_and_starts_nothing(models):
     with pytest.raises(CommandError) as refused:
         call_command("reclassify", "--model", "resnet18-000000000000")
