@@ -189,6 +189,12 @@
         var top = data.predictions[0];
         var topLine = el("p", "top-label", top.label + " ");
         topLine.appendChild(el("span", "top-score", percent(top.score)));
+        if (data.uncertain) {  // as _uncertain_badge.html renders it
+          var badge = el("span", "badge badge-uncertain", "uncertain");
+          badge.title = form.dataset.uncertainTitle;
+          topLine.appendChild(document.createTextNode(" "));
+          topLine.appendChild(badge);
+        }
         body.appendChild(topLine);
         body.appendChild(predictionList(data.predictions));
         var link = el("a", "", "Details");

@@ -16,6 +16,8 @@ from playwright.sync_api import Page, expect
 
 from recognition.configured_classifier import get_classifier
 from recognition.errors import too_large_message
+from recognition.models import Upload
+from recognition.uncertainty import is_uncertain
 from tests.web_fixtures import PASSWORD
 
 from .conftest import SCREENSHOTS, image_shown, screenshot_at_both_widths
@@ -276,8 +278,15 @@ def test_photos_dropped_on_the_page_or_pasted_are_recognised_and_a_repeat_is_mar
     expect(results(page)).to_have_count(3)
     repeat = results(page).first  # the newest batch goes on top
     expect_recognised(repeat, "grace_hopper.jpg")
-    expect(repeat.locator(".badge")).to_have_text("Already uploaded")
-    expect(page.locator(".badge")).to_have_count(1)
+    expect(repeat.locator(".badge:not(.badge-uncertain)")).to_have_text("Already uploaded")
+    expect(page.locator(".badge:not(.badge-uncertain)")).to_have_count(1)
+    # Each result the server calls uncertain says so, as the server-rendered page would.
+    shown = {
+        upload.original_filename: is_uncertain(upload.classification.top_score, upload.classification.margin)
+        for upload in Upload.objects.select_related("classification")
+    }
+    for index, filename in enumerate(["grace_hopper.jpg", "grace_hopper.jpg", "coffee.png"]):
+        expect(results(page).nth(index).locator(".badge-uncertain")).to_have_count(int(shown[filename]))
     assert screenshot_at_both_widths(page, "upload-results") == {1280: 1280, 360: 360}
 
 
