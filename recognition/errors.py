@@ -149,7 +149,8 @@ def error_response(request: HttpRequest, answer: ErrorAnswer) -> HttpResponse:
     if is_api_request(request):
         return JsonResponse(error_body(answer.code, answer.message), status=answer.status)
     template = _PAGE_TEMPLATES.get(answer.status, _DEFAULT_PAGE_TEMPLATE)
-    return HttpResponse(render_to_string(template, {"error": answer}), status=answer.status)
+    context = {"error": answer, "import_request": request.path.startswith("/imports/")}
+    return HttpResponse(render_to_string(template, context), status=answer.status)
 
 
 def is_api_request(request: HttpRequest) -> bool:

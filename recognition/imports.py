@@ -266,7 +266,16 @@ def _run_batches(job_run: jobs.JobRun, read: Callable[[JobItem], bytes]) -> None
         )
         done += sum(item.status == JobItemStatus.DONE for item in batch)
         failed += sum(item.status == JobItemStatus.FAILED for item in batch)
-        job_run.progress(done=done, failed=failed, force=True)
+        job_run.progress(done=done, failed=failed, model_key=_model_key(outcomes), force=True)
+
+
+def _model_key(outcomes: Sequence[object]) -> str | None:
+    """The model version that classified this batch (None when nothing was)."""
+    for outcome in outcomes:
+        if isinstance(outcome, UploadOutcome):
+            classification = outcome.upload.classification
+            return f"{classification.model_name}-{classification.model_version}"
+    return None
 
 
 @contextmanager

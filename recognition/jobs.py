@@ -174,13 +174,24 @@ class JobRun:
             self.stopped = self.lost or bool(row and row["cancel_requested"])
         return self.stopped
 
-    def progress(self, *, done: int, failed: int, cursor: int | None = None, force: bool = False) -> None:
-        """The job's counts so far (absolute, not increments); written to the row when
-        a second has passed or ten items finished since the last write, or with `force`."""
+    def progress(
+        self,
+        *,
+        done: int,
+        failed: int,
+        cursor: int | None = None,
+        model_key: str | None = None,
+        force: bool = False,
+    ) -> None:
+        """The job's counts so far (absolute, not increments) and the model version its
+        latest results came from; written to the row when a second has passed or ten
+        items finished since the last write, or with `force`, or with a new model."""
         job = self.job
         job.done, job.failed = done, failed
         if cursor is not None:
             job.cursor = cursor
+        if model_key and model_key != job.model_key:
+            job.model_key, force = model_key, True
         due = (
             force
             or job.processed - self._written_processed >= PROGRESS_ITEMS
@@ -188,7 +199,7 @@ class JobRun:
         )
         if not due:
             return
-        self.renew(done=job.done, failed=job.failed, cursor=job.cursor)
+        self.renew(done=job.done, failed=job.failed, cursor=job.cursor, model_key=job.model_key)
         self._written_at, self._written_processed = time.monotonic(), job.processed
 
     def renew(self, **fields) -> bool:

@@ -264,12 +264,29 @@ def test_an_import_beyond_the_daily_allowance_is_refused_on_the_page_and_nothing
 
 
 def test_an_import_over_the_size_cap_is_refused_on_the_page_and_nothing_is_written(alice_client, settings):
-    settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES = PHOTOS[0].stat().st_size
+    # Just over: the files are counted and the form says so.
+    settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES = sum(path.stat().st_size for path in PHOTOS[:2]) - 1
 
     response = start(alice_client, files=photo_files(PHOTOS[:2]))
 
     assert response.status_code == 413
     assert re.search(r'<p class="error" role="alert">This import is too large: at most ', response.content.decode())
+    assert nothing_was_written()
+
+
+def test_an_import_far_over_the_size_cap_is_refused_before_it_is_read_and_leads_back_to_imports(
+    alice_client, settings
+):
+    # The request's declared length alone refuses it (the middleware), before the body
+    # is read: a page of its own, whose way back is the Import page.
+    settings.RECOGNITION_IMPORT_MAX_ARCHIVE_BYTES = PHOTOS[0].stat().st_size
+
+    response = start(alice_client, files=photo_files(PHOTOS[:2]))
+
+    assert response.status_code == 413
+    page = response.content.decode()
+    assert "This import is too large: at most " in page
+    assert '<a href="/imports/">Back to the import page</a>' in page
     assert nothing_was_written()
 
 

@@ -14,6 +14,7 @@ import skimage
 from django.utils import timezone
 
 from recognition import jobs, storage
+from recognition.configured_classifier import get_classifier
 from recognition.models import Job, JobItem, JobItemStatus, JobStatus, Upload
 from tests.test_archives import THREE, _bomb, build, local_header, symlink, with_flag
 from tests.web_fixtures import as_upload, image_bytes, media_files, stored_bytes
@@ -44,6 +45,8 @@ def test_an_import_classifies_every_picture_in_batches_and_refuses_a_text_file(
     job = alice_api.get(f"{IMPORTS}{body['id']}/").json()
     assert (job["status"], job["total"], job["done"], job["failed"]) == ("done", 7, 6, 1)
     assert job["rate"] > 0 and job["seconds_left"] == 0
+    served = get_classifier().identity()
+    assert job["model"] == f"{served.name}-{served.version}"  # the version it used
     items = {item["filename"]: item for item in job["items"]}
     refused = items.pop("notes.txt")
     assert refused["status"] == "failed" and refused["classification_id"] is None
