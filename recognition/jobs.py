@@ -109,6 +109,21 @@ def job_create(
     return job
 
 
+def reopen(job: Job) -> None:
+    """Queue an ended (cancelled or failed) job again as it stands: its items, cursor
+    and counts say what is done, so its kind's function resumes after them."""
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            status=JobStatus.QUEUED,
+            cancel_requested=False,
+            error="",
+            finished_at=None,
+            claimed_at=None,
+        )
+        transaction.on_commit(lambda: queue_job(job.pk))
+    job.refresh_from_db()
+
+
 def queue_job(job_id: int) -> None:
     """Send a worker the message to run this job. A broker that cannot take it now costs
     only time: the sweep sends it again."""

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
 from PIL import Image
 
@@ -98,18 +97,7 @@ def _resume(key: str, only_missing: bool) -> Job | None:
     if job is None:
         return None
     if job.finished:
-        # Cancelled or failed: queued again as it stands; its cursor and counts say what
-        # is done. (jobs.py ends jobs; reopening one is this kind's own rule.)
-        with transaction.atomic():
-            Job.objects.filter(pk=job.pk).update(
-                status=JobStatus.QUEUED,
-                cancel_requested=False,
-                error="",
-                finished_at=None,
-                claimed_at=None,
-            )
-            transaction.on_commit(lambda: jobs.queue_job(job.pk))
-        job.refresh_from_db()
+        jobs.reopen(job)  # cancelled or failed: it resumes after its cursor
     logger.info("Reclassification %s with %s resumed after image %s", job.pk, key, job.cursor)
     return job
 
