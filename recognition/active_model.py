@@ -105,6 +105,17 @@ def repoint_uploads(
     return uploads.update(classification=Subquery(by_version.values("pk")[:1]))
 
 
+def repoint_uploads_if_active(
+    model_name: str, model_version: str, *, stored_image_ids: Iterable[int] | None = None
+) -> int:
+    """repoint_uploads, but only while this version is the active one: a result that a
+    node still serving the previous model (in the seconds after a switch), or a
+    reclassification with another version, records moves nobody."""
+    if active_key() != f"{model_name}-{model_version}":
+        return 0
+    return repoint_uploads(model_name, model_version, stored_image_ids=stored_image_ids)
+
+
 def rollback(*, user=None) -> ActiveModel:
     """Activate again what was active before the current model."""
     row = current()

@@ -273,8 +273,7 @@ def _model_key(outcomes: Sequence[object]) -> str | None:
     """The model version that classified this batch (None when nothing was)."""
     for outcome in outcomes:
         if isinstance(outcome, UploadOutcome):
-            classification = outcome.upload.classification
-            return f"{classification.model_name}-{classification.model_version}"
+            return outcome.upload.classification.model_key
     return None
 
 

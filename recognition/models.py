@@ -118,6 +118,11 @@ class Classification(models.Model):
     def uncertain(self) -> bool:
         return is_uncertain(self.top_score, self.margin)
 
+    @property
+    def model_key(self) -> str:
+        """The prepared build that made it, as model keys are written everywhere."""
+        return f"{self.model_name}-{self.model_version}"
+
 
 class Prediction(models.Model):
     classification = models.ForeignKey(

@@ -192,11 +192,10 @@ def _run(job_run: jobs.JobRun) -> None:
                     readable.append(stored)
                     pictures.append(picture)
             classifications_record(list(zip(readable, model.classify(pictures))))
-            if active_model.active_key() == job.model_key:
-                active_model.repoint_uploads(
-                    options["model_name"], options["model_version"],
-                    stored_image_ids=[stored.pk for stored in readable],
-                )
+            active_model.repoint_uploads_if_active(
+                options["model_name"], options["model_version"],
+                stored_image_ids=[stored.pk for stored in readable],
+            )
             done += len(readable)
             cursor = batch[-1].pk
             job_run.progress(done=done, failed=failed, cursor=cursor, force=True)
@@ -234,9 +233,8 @@ def _finish(job_run: jobs.JobRun, done: int, failed: int) -> None:
         # started were never there to do: the total says what there was.
         Job.objects.filter(pk=job.pk).update(total=done + failed)
         job.total = done + failed
-    if active_model.active_key() == job.model_key:
-        # Closes the gap of an activation that committed between a batch and its check.
-        active_model.repoint_uploads(job.options["model_name"], job.options["model_version"])
+    # Closes the gap of an activation that committed between a batch and its check.
+    active_model.repoint_uploads_if_active(job.options["model_name"], job.options["model_version"])
 
 
 jobs.register(JobKind.RECLASSIFY, _run)

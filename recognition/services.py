@@ -18,7 +18,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from . import storage, tasks
+from . import active_model, storage, tasks
 from .configured_classifier import get_classifier
 from .engine import classifier as engine
 from .engine.defaults import DEFAULT_TOP_K
@@ -296,19 +296,13 @@ def _record(user: AbstractBaseUser, recognised: _Recognised, filename: str) -> t
             return _create_upload(user, stored, classification, filename), False
         classification, classified_now = _get_or_create_classification(stored, recognised.model, result)
         if classified_now:
-            _show_everywhere_if_active(stored, recognised.model)
+            # The active model's first result for an image others uploaded before: their
+            # uploads show it too, as activation would have pointed them at it (README,
+            # "Which result an upload shows").
+            active_model.repoint_uploads_if_active(
+                classification.model_name, classification.model_version, stored_image_ids=[stored.pk]
+            )
         return _create_or_touch_upload(user, stored, classification, filename)
-
-
-def _show_everywhere_if_active(stored: StoredImage, model: engine.ModelIdentity) -> None:
-    """The active model's first result for an image others uploaded before it was active:
-    their uploads show it too, as activation would have pointed them at it had it existed
-    (README, "Which result an upload shows"). A node still serving the previous model in
-    the seconds after a switch moves nobody."""
-    from . import active_model
-
-    if active_model.active_key() == f"{model.name}-{model.version}":
-        active_model.repoint_uploads(model.name, model.version, stored_image_ids=[stored.pk])
 
 
 def _decode_upload(data: bytes, classifier: engine.Classifier) -> DecodedImage:

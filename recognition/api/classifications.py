@@ -77,8 +77,7 @@ class UploadOutputSerializer(serializers.Serializer):
             if "_served_model_key" not in context:
                 context["_served_model_key"] = active_model.served_key()
             served = context["_served_model_key"]
-            key = f"{classification.model_name}-{classification.model_version}"
-            return served is None or key == served
+            return served is None or classification.model_key == served
 
     id = serializers.IntegerField()
     filename = serializers.CharField(source="original_filename")
