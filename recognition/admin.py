@@ -27,6 +27,7 @@ from .errors import ServiceError
 from .models import (
     ActiveModel,
     Classification,
+    Correction,
     Job,
     JobItem,
     JobKind,
@@ -332,6 +333,33 @@ class ActivateModelForm(forms.ModelForm):
         except active_model.ActivationRefused as exc:
             raise forms.ValidationError(str(exc)) from None
         return key
+
+
+@admin.register(Correction)
+class CorrectionAdmin(ReadOnlyAdmin):
+    """What owners said their pictures show, and what review made of it."""
+
+    list_display = ("thumbnail", "label", "predicted", "user", "status", "created")
+    list_filter = ("status", ("user", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("label", "classification__top_label", "user__username")
+    list_select_related = ("user", "classification", "upload__stored_image")
+    fields = (
+        "thumbnail", "upload", "user", "label", "index", "model_key", "classification",
+        "status", "created_at", "reviewed_by", "reviewed_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Image")
+    def thumbnail(self, correction: Correction) -> str:
+        return _thumbnail_html(correction.upload.stored_image)
+
+    @admin.display(description="Model said", ordering="classification__top_label")
+    def predicted(self, correction: Correction) -> str:
+        return correction.classification.top_label
+
+    @admin.display(description="Said", ordering="created_at")
+    def created(self, correction: Correction) -> str:
+        return _when_html(correction.created_at)
 
 
 @admin.register(ActiveModel)

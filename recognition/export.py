@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from . import published_models
 from .engine.manifest import ArtifactError, Manifest
-from .models import MAX_STORED_PREDICTIONS, Upload
+from .corrections import correction_of
+from .models import MAX_STORED_PREDICTIONS, Correction, Upload
 from .selectors import RANKED_PREDICTIONS
 from .storage import StorageError
 
@@ -50,6 +51,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 IMAGE_COLUMNS = ["sha256", "width", "height", "format", "bytes"]
 MODEL_COLUMNS = ["model_name", "model_version", "weights_sha256"]
+CORRECTION_COLUMNS = ["correction_label", "correction_index", "correction_status"]
 PREDICTION_COLUMNS = [
     f"{field}_{rank}"
     for rank in range(1, MAX_STORED_PREDICTIONS + 1)
@@ -83,7 +85,7 @@ def staff_uploads(uploads: QuerySet[Upload]) -> QuerySet[Upload]:
     """Any users' uploads (the admin's selection) with what a row needs, in the
     history's order."""
     return (
-        uploads.select_related("user", "stored_image", "classification")
+        uploads.select_related("user", "stored_image", "classification", "correction")
         .prefetch_related(RANKED_PREDICTIONS)
         .order_by("-last_uploaded_at", "-id")
     )
@@ -134,15 +136,27 @@ def export_records(
                     {"rank": p.rank, "label": p.label, "index": p.index, "score": p.score}
                     for p in classification.predictions.all()
                 ],
+                "correction": _correction_record(correction_of(upload)),
             }
         )
         yield record
 
 
+def _correction_record(correction: Correction | None) -> dict[str, Any] | None:
+    if correction is None:
+        return None
+    return {
+        "label": correction.label,
+        "index": correction.index,
+        "status": correction.status,
+        "created_at": correction.created_at.isoformat(),
+    }
+
+
 def csv_header(*, with_username: bool = False) -> list[str]:
     head = ["username"] if with_username else []
     upload = ["id", "filename", "created_at", "last_uploaded_at"]
-    return head + upload + IMAGE_COLUMNS + MODEL_COLUMNS + PREDICTION_COLUMNS
+    return head + upload + IMAGE_COLUMNS + MODEL_COLUMNS + PREDICTION_COLUMNS + CORRECTION_COLUMNS
 
 
 def csv_cells(record: dict[str, Any], *, with_username: bool = False) -> list[Any]:
@@ -155,6 +169,8 @@ def csv_cells(record: dict[str, Any], *, with_username: bool = False) -> list[An
     for prediction in predictions:
         cells += [prediction["label"], prediction["index"], prediction["score"]]
     cells += [""] * 3 * (MAX_STORED_PREDICTIONS - len(predictions))
+    correction = record["correction"] or {}
+    cells += [correction.get(name, "") for name in ("label", "index", "status")]
     return [guard_formula(cell) for cell in cells]
 
 

@@ -157,3 +157,21 @@ class HistorySearchForm(forms.Form):
 
 class SignupForm(UserCreationForm):
     """Username and password; saving is left to the view's service call."""
+
+
+class CorrectionForm(forms.Form):
+    """The detail page's "this is actually …": a category name from the type-ahead list,
+    or the owner's own words when they say none of the categories fits. The correction
+    rules (recognition/corrections.py) judge the label; here it is only carried."""
+
+    label = forms.CharField(
+        label="This is actually",
+        required=False,
+        strip=False,
+        widget=forms.TextInput(
+            attrs={"list": "label-suggestions", "autocomplete": "off", "maxlength": 200}
+        ),
+    )
+    none_of_these = forms.BooleanField(
+        label="None of these categories: use my own words", required=False
+    )

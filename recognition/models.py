@@ -213,6 +213,7 @@ class ActiveModel(models.Model):
 class JobKind(models.TextChoices):
     IMPORT = "import"
     RECLASSIFY = "reclassify"
+    FINETUNE = "finetune"
 
 
 class JobStatus(models.TextChoices):
@@ -316,3 +317,99 @@ class JobItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class CorrectionStatus(models.TextChoices):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Correction(models.Model):
+    """An owner's word on what their picture really shows (recognition/corrections.py
+    writes it): one of the model's categories or a label of their own. One per upload;
+    saying something else replaces it and sends it back for review."""
+
+    upload = models.OneToOneField(Upload, on_delete=models.CASCADE, related_name="correction")
+    # Who said it: the upload's owner, or the reviewer who gave an uncertain result its
+    # label in the review queue; kept on the row so the record stands on its own.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="corrections"
+    )
+    # The answer it corrects: what the owner was shown when they said it. Statistics
+    # and learning compare the two, whatever model classifies the picture later.
+    classification = models.ForeignKey(
+        Classification, on_delete=models.CASCADE, related_name="corrections"
+    )
+    label = models.CharField(max_length=100)
+    # The category's position in the output of `model_key`; None for a label of the
+    # owner's own words ("none of these").
+    index = models.PositiveIntegerField(null=True, blank=True)
+    model_key = models.CharField(
+        max_length=100, help_text="The prepared model whose categories `index` counts."
+    )
+    status = models.CharField(
+        max_length=10, choices=CorrectionStatus.choices, default=CorrectionStatus.PENDING
+    )
+    created_at = models.DateTimeField()
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["label"])]
+        # Given through the "Reviewers" group (migration 0008): the review queue and its
+        # statistics, the only place anyone sees another user's pictures.
+        permissions = [("review_corrections", "Can review corrections and uncertain results")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(label=""), name="correction_label_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.status})"
+
+
+class ReviewDecision(models.TextChoices):
+    # The proposed label is right: the owner's correction, or for an uncertain result
+    # without one, the model's own answer.
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    # The reviewer gave the right label instead.
+    EDITED = "edited"
+
+
+class Review(models.Model):
+    """One reviewer's decision in the review queue, kept for good: a correction or an
+    uncertain result judged, by whom and when (recognition/review.py writes it)."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="reviews")
+    # The result that was judged: what the model had said.
+    classification = models.ForeignKey(
+        Classification, on_delete=models.CASCADE, related_name="reviews"
+    )
+    # The correction judged; None for an uncertain result that had none.
+    correction = models.ForeignKey(
+        Correction, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    # What was judged, as it read then: the correction's label or the model's top label.
+    proposed_label = models.CharField(max_length=200)
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
+    # The label the decision settled on: the proposed one when accepted, the reviewer's
+    # when edited, empty when rejected.
+    label = models.CharField(max_length=200, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["classification", "decision"])]
+
+    def __str__(self) -> str:
+        return f"{self.proposed_label}: {self.decision}"

@@ -7,7 +7,7 @@ from datetime import date
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from .models import Job, JobItem, Prediction, Upload
@@ -27,7 +27,8 @@ def upload_list_for_user(
     uncertain: bool | None = None,
 ) -> QuerySet[Upload]:
     """The user's uploads, most recently uploaded first; `label` matches any of the top
-    predictions, case-insensitively and in part ("retriever" finds "golden retriever").
+    predictions or the owner's correction, case-insensitively and in part ("retriever"
+    finds "golden retriever").
 
     The dates bound the day of the last upload, both ends included, in the current time
     zone; `min_score` (0 to 1) is the least confidence of the top prediction; `uncertain`
@@ -42,7 +43,7 @@ def upload_list_for_user(
             rank__lte=SEARCH_RANKS,
             label__icontains=label,
         )
-        uploads = uploads.filter(Exists(matching))
+        uploads = uploads.filter(Exists(matching) | Q(correction__label__icontains=label))
     if uploaded_from is not None:
         uploads = uploads.filter(last_uploaded_at__date__gte=uploaded_from)
     if uploaded_until is not None:
@@ -79,9 +80,9 @@ RANKED_PREDICTIONS = Prefetch(
 
 
 def _uploads_with_results() -> QuerySet[Upload]:
-    return Upload.objects.select_related("stored_image", "classification").prefetch_related(
-        RANKED_PREDICTIONS
-    )
+    return Upload.objects.select_related(
+        "stored_image", "classification", "correction"
+    ).prefetch_related(RANKED_PREDICTIONS)
 
 
 def job_list_for_user(

@@ -6,6 +6,11 @@ urlpatterns = [
     path("", pages.upload_page, name="upload"),
     path("history/", pages.history_page, name="history"),
     path("uploads/<int:upload_id>/", pages.upload_detail_page, name="upload-detail"),
+    path(
+        "uploads/<int:upload_id>/correction/",
+        pages.upload_correction_page,
+        name="upload-correction",
+    ),
     path("uploads/<int:upload_id>/delete/", pages.upload_delete_page, name="upload-delete"),
     path("uploads/<int:upload_id>/image", media.upload_image, name="upload-image"),
     path("uploads/<int:upload_id>/thumbnail", media.upload_thumbnail, name="upload-thumbnail"),

@@ -66,6 +66,8 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "history": ("get", PRIVATE_PAGE),
     "upload-detail": ("get", OWNED_PAGE),
     "upload-delete": ("get", OWNED_PAGE),
+    # An empty form: the owner is told the label is empty.
+    "upload-correction": ("post", {"anonymous": 302, "owner": 400, "other": 404, "admin": 404}),
     "upload-image": ("get", OWNED_PAGE),
     "upload-thumbnail": ("get", OWNED_PAGE),
     "imports": ("get", PRIVATE_PAGE),
@@ -74,7 +76,9 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "import-cancel": ("post", {"anonymous": 302, "owner": 302, "other": 404, "admin": 404}),
     "api:classifications": ("get", PRIVATE_API),
     "api:classification": ("get", OWNED_API),
-    "api:classifications-export": ("get", PRIVATE_API),  # each user's own rows only
+    "api:classifications-export": ("get", PRIVATE_API),
+    # Withdrawing a correction that is not there is a 204 too.
+    "api:classification-correction": ("delete", {**OWNED_API, "owner": 204}),  # each user's own rows only
     "api:model-active": ("get", PRIVATE_API),
     # Staff only; without ?from=&to= and no model active before this one, a 400 that says so.
     "api:models-compare": ("get", {"anonymous": 401, "owner": 403, "other": 403, "admin": 400}),

@@ -67,8 +67,11 @@ def test_a_users_export_holds_exactly_their_uploads_and_csv_cells_never_run_as_f
     assert int(plain["bytes"]) == mine[-1].stored_image.byte_size
     assert plain["weights_sha256"] == weights_sha256
     assert f"{plain['model_name']}-{plain['model_version']}" == session_model_key
-    # Ten predictions, numbers written as numbers (no quote in front).
-    assert list(rows[0])[-3:] == ["label_10", "index_10", "score_10"]
+    # Ten predictions, numbers written as numbers (no quote in front), then the owner's
+    # correction (none here).
+    assert list(rows[0])[-6:-3] == ["label_10", "index_10", "score_10"]
+    assert list(rows[0])[-3:] == ["correction_label", "correction_index", "correction_status"]
+    assert plain["correction_label"] == plain["correction_status"] == ""
     assert 0 <= float(plain["score_1"]) <= 1 and int(plain["index_10"]) >= 0
     assert plain["created_at"] == mine[-1].created_at.isoformat()
 

@@ -43,6 +43,8 @@ OPERATIONS = [
     ("GET", "/api/v1/classifications/export/"),
     ("GET", "/api/v1/classifications/{upload_id}/"),
     ("DELETE", "/api/v1/classifications/{upload_id}/"),
+    ("PUT", "/api/v1/classifications/{upload_id}/correction/"),
+    ("DELETE", "/api/v1/classifications/{upload_id}/correction/"),
     ("GET", "/api/v1/models/active/"),
     ("GET", "/api/v1/models/compare/"),
     ("GET", "/api/v1/health/"),
@@ -69,8 +71,13 @@ def test_the_api_answers_generated_requests_as_its_schema_says(api_schema, token
     operation = api_schema[path][method]
     # A schema cannot say "these bytes must be a picture": random bytes in the `image` part
     # are schema-valid, yet rightly refused (415/400, both documented and checked). Nor
-    # can it say that the export's uploaded_until must not come before uploaded_from.
-    excluded = [positive_data_acceptance] if method == "POST" or path.endswith("/export/") else []
+    # can it say that the export's uploaded_until must not come before uploaded_from, or
+    # that a correction's label must hold more than white space.
+    excluded = (
+        [positive_data_acceptance]
+        if method in ("POST", "PUT") or path.endswith("/export/")
+        else []
+    )
     if path == "/api/v1/models/compare/":
         # Staff only, and the fuzzing token is Alice's: every request is rightly a 403.
         excluded = [positive_data_acceptance]

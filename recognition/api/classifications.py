@@ -27,7 +27,9 @@ from ..models import Upload
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..services import DEFAULT_TOP_K, MAX_TOP_K, upload_classify, upload_delete
 from ..throttling import UPLOAD_THROTTLES
+from ..corrections import correction_of
 from ..uncertainty import UNCERTAIN_CHOICES, uncertain_filter
+from .corrections import CorrectionOutputSerializer
 from .errors import ErrorOutputSerializer
 
 TAG = "classifications"
@@ -90,12 +92,20 @@ class UploadOutputSerializer(serializers.Serializer):
         help_text="True when the model is unsure: its top probability is low, or the "
         "first two are close (the service's uncertainty thresholds).",
     )
+    correction = serializers.SerializerMethodField(
+        help_text="What you said the picture really shows, or null."
+    )
     created_at = serializers.DateTimeField()
     last_uploaded_at = serializers.DateTimeField()
     inference_ms = serializers.FloatField(source="classification.inference_ms")
 
     class Meta:
         ref_name = "Classification"
+
+    @extend_schema_field(CorrectionOutputSerializer(allow_null=True))
+    def get_correction(self, upload: Upload) -> dict[str, Any] | None:
+        correction = correction_of(upload)
+        return None if correction is None else CorrectionOutputSerializer(correction).data
 
     @extend_schema_field(PredictionOutputSerializer(many=True))
     def get_predictions(self, upload: Upload) -> list[dict[str, Any]]:

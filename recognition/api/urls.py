@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from .classifications import ClassificationCollectionApi, ClassificationItemApi
+from .corrections import ClassificationCorrectionApi
 from .exports import ClassificationExportApi
 from .imports import ImportCancelApi, ImportCollectionApi, ImportDetailApi
 from .models_compare import ModelCompareApi
@@ -16,6 +17,11 @@ urlpatterns = [
         "classifications/<int:upload_id>/",
         ClassificationItemApi.as_view(),
         name="classification",
+    ),
+    path(
+        "classifications/<int:upload_id>/correction/",
+        ClassificationCorrectionApi.as_view(),
+        name="classification-correction",
     ),
     path("imports/", ImportCollectionApi.as_view(), name="imports"),
     path("imports/<int:job_id>/", ImportDetailApi.as_view(), name="import"),

@@ -19,7 +19,8 @@ from ..configured_classifier import get_classifier
 from ..engine.classifier import ModelUnavailable
 from ..engine.images import ACCEPTED_CONTENT_TYPES, ACCEPTED_EXTENSIONS
 from ..errors import describe_error, log_server_side, too_large_message
-from ..forms import HistorySearchForm, UploadForm
+from ..corrections import CorrectionRefused, correction_of, correction_remove, correction_set
+from ..forms import CorrectionForm, HistorySearchForm, UploadForm
 from ..selectors import upload_get_for_user, upload_list_for_user
 from ..throttling import throttle_uploads
 from ..services import (
@@ -131,7 +132,9 @@ def _category_names() -> list[str]:
 
 
 @login_required
-def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+def upload_detail_page(
+    request: HttpRequest, upload_id: int, correction_form: CorrectionForm | None = None
+) -> HttpResponse:
     upload = upload_get_for_user(user=request.user, upload_id=upload_id)
     predictions = list(upload.classification.predictions.all())[:DETAIL_TOP_K]
     context = {
@@ -139,8 +142,38 @@ def upload_detail_page(request: HttpRequest, upload_id: int) -> HttpResponse:
         "predictions": predictions,
         "browser_formats": storage.BROWSER_FORMATS,
         "custom_weights": upload.classification.custom_weights,
+        "correction": correction_of(upload),
+        "correction_form": correction_form or CorrectionForm(),
+        "label_suggestions": _category_names,
     }
-    return render(request, "recognition/detail.html", context)
+    status = 400 if correction_form is not None else 200
+    return render(request, "recognition/detail.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["POST"])
+def upload_correction_page(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """The detail page's correction form: save (or replace) it, or withdraw it."""
+    if "remove" in request.POST:
+        if correction_remove(user=request.user, upload_id=upload_id):
+            messages.success(request, "Your correction is withdrawn.")
+        return redirect("upload-detail", upload_id=upload_id)
+    form = CorrectionForm(request.POST)
+    if form.is_valid():
+        try:
+            correction = correction_set(
+                user=request.user,
+                upload_id=upload_id,
+                label=form.cleaned_data["label"],
+                category_only=not form.cleaned_data["none_of_these"],
+            )
+        except CorrectionRefused as refusal:
+            form.add_error("label", refusal.message)
+        else:
+            messages.success(request, f"Saved: this is “{correction.label}”. It waits for review.")
+            return redirect("upload-detail", upload_id=upload_id)
+    # Shown again with the owner's text and the reason, as a 400.
+    return upload_detail_page(request, upload_id, correction_form=form)
 
 
 @login_required
