@@ -32,6 +32,7 @@ from .models import (
     JobItem,
     JobKind,
     Prediction,
+    Review,
     StoredImage,
     Upload,
 )
@@ -360,6 +361,28 @@ class CorrectionAdmin(ReadOnlyAdmin):
     @admin.display(description="Said", ordering="created_at")
     def created(self, correction: Correction) -> str:
         return _when_html(correction.created_at)
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    """Every decision of the review queue, kept for good: not editable, not deletable."""
+
+    list_display = ("proposed_label", "decision", "label", "reviewer", "decided")
+    list_filter = ("decision", ("reviewer", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("proposed_label", "label", "reviewer__username")
+    list_select_related = ("reviewer",)
+    fields = (
+        "upload", "classification", "correction", "proposed_label", "decision", "label",
+        "reviewer", "created_at",
+    )
+    readonly_fields = fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Decided", ordering="created_at")
+    def decided(self, review: Review) -> str:
+        return _when_html(review.created_at)
 
 
 @admin.register(ActiveModel)

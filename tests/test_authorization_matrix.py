@@ -70,6 +70,12 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "upload-correction": ("post", {"anonymous": 302, "owner": 400, "other": 404, "admin": 404}),
     "upload-image": ("get", OWNED_PAGE),
     "upload-thumbnail": ("get", OWNED_PAGE),
+    # Reviewers only (the admin is a superuser); to anyone else the queue is not there.
+    "review": ("get", {"anonymous": 302, "owner": 404, "other": 404, "admin": 200}),
+    # An empty form: the reviewer is sent back to the queue, told to decide.
+    "review-decide": ("post", {"anonymous": 302, "owner": 404, "other": 404, "admin": 302}),
+    # Alice's picture is unsure (random weights), so it is one the queue shows.
+    "review-image": ("get", {"anonymous": 302, "owner": 404, "other": 404, "admin": 200}),
     "imports": ("get", PRIVATE_PAGE),
     "import-detail": ("get", OWNED_PAGE),
     # The owner is sent back to the import's page, cancelled.

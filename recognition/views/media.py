@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def upload_image(request: HttpRequest, upload_id: int) -> FileResponse:
     upload = upload_get_for_user(user=request.user, upload_id=upload_id, with_results=False)
     stored = upload.stored_image
-    return _file_response(stored.path, storage.content_type(stored.format), upload.original_filename)
+    return file_response(stored.path, storage.content_type(stored.format), upload.original_filename)
 
 
 @login_required
@@ -64,7 +64,7 @@ def stored_image_thumbnail_response(stored: StoredImage) -> HttpResponse:
     return placeholder
 
 
-def _file_response(name: str, content_type: str, filename: str | None) -> FileResponse:
+def file_response(name: str, content_type: str, filename: str | None) -> FileResponse:
     try:
         handle = storage.open_file(name)
     except FileNotFoundError as exc:  # a row never points at nothing, unless hand-edited

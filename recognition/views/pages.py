@@ -106,7 +106,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
         "filter_query": _filter_query(search),
         "page": page,
         # Called only when the cached datalist in the template has to be rendered.
-        "label_suggestions": _category_names,
+        "label_suggestions": category_names,
     }
     return render(request, "recognition/history.html", context)
 
@@ -123,7 +123,7 @@ def _filter_query(search: HistorySearchForm) -> str:
     )
 
 
-def _category_names() -> list[str]:
+def category_names() -> list[str]:
     """The active model's category names: the label suggestions on the history page."""
     try:
         return list(get_classifier().manifest().categories)
@@ -144,7 +144,7 @@ def upload_detail_page(
         "custom_weights": upload.classification.custom_weights,
         "correction": correction_of(upload),
         "correction_form": correction_form or CorrectionForm(),
-        "label_suggestions": _category_names,
+        "label_suggestions": category_names,
     }
     status = 400 if correction_form is not None else 200
     return render(request, "recognition/detail.html", context, status=status)
