@@ -30,9 +30,7 @@ _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A
 
 
 class CorrectionRefused(ServiceError):
-    def __init__(self, code: str, message: str):
-        self.code = code
-        super().__init__(message)
+    """Refused with one of several codes, each with its own sentence."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +51,18 @@ def clean_label(text: str) -> str:
         for char in text
     ):
         raise CorrectionRefused(
-            "label_control_characters",
             "The label contains control characters; type it as plain text.",
+            code="label_control_characters",
         )
     text = " ".join(text.split())
     if not text:
-        raise CorrectionRefused("label_empty", "Say what the picture shows: the label is empty.")
+        raise CorrectionRefused(
+            "Say what the picture shows: the label is empty.", code="label_empty"
+        )
     if len(text) > MAX_LABEL_LENGTH:
         raise CorrectionRefused(
-            "label_too_long",
             f"The label is {len(text)} characters long; at most {MAX_LABEL_LENGTH} are accepted.",
+            code="label_too_long",
         )
     return text
 
@@ -91,9 +91,9 @@ def correction_set(
     category = categorise(clean_label(label))
     if category_only and category.index is None:
         raise CorrectionRefused(
-            "not_a_category",
             f"“{category.label}” is not one of the model's categories: pick one from the "
             "list, or choose “None of these” to use your own words.",
+            code="not_a_category",
         )
     with transaction.atomic():
         # Locked, so a correction and a reclassification of the upload do not cross.
@@ -102,9 +102,9 @@ def correction_set(
         )
         if category.label.casefold() == upload.classification.top_label.casefold():
             raise CorrectionRefused(
-                "same_as_prediction",
                 f"“{category.label}” is already the model's answer for this picture; a "
                 "correction names what it shows instead.",
+                code="same_as_prediction",
             )
         correction, _ = Correction.objects.update_or_create(
             upload=upload,

@@ -43,9 +43,11 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, code: str | None = None):
         super().__init__(message)
         self.message = message
+        if code is not None:  # a refusal that has several reasons names its own
+            self.code = code
 
 
 class UploadTooLarge(ServiceError):

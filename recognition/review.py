@@ -42,9 +42,7 @@ QUEUE_LENGTH = 20
 
 
 class ReviewRefused(ServiceError):
-    def __init__(self, code: str, message: str):
-        self.code = code
-        super().__init__(message)
+    """Refused with one of several codes, each with its own sentence."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def review_decide(
     ReviewRefused when the item has left the queue (someone decided first)."""
     require_reviewer(reviewer)
     if decision not in ReviewDecision.values:
-        raise ReviewRefused("bad_decision", "Decide accept, reject or edit.")
+        raise ReviewRefused("Decide accept, reject or edit.", code="bad_decision")
     category = categorise(clean_label(label)) if decision == ReviewDecision.EDITED else None
     now = timezone.now()
     with transaction.atomic():
@@ -216,5 +214,6 @@ def _decide_unsure_result(reviewer, upload, decision, category, now) -> Review:
 
 def _already_decided() -> ReviewRefused:
     return ReviewRefused(
-        "already_reviewed", "Someone has already decided on this picture; it left the queue."
+        "Someone has already decided on this picture; it left the queue.",
+        code="already_reviewed",
     )
