@@ -171,7 +171,10 @@ def test_history_search_finds_the_corrected_label(alice_api, alice_client, alice
     page = alice_client.get("/history/", {"q": "MABEL"})
 
     assert [row["id"] for row in api] == [alices.pk]
-    assert "beach.jpg" in page.content.decode() and "other.jpg" not in page.content.decode()
+    html = page.content.decode()
+    assert "beach.jpg" in html and "other.jpg" not in html
+    # The card says why it matched.
+    assert "Corrected: <span class=\"correction-label\">Aunt Mabel&#x27;s terrier</span> (pending)" in html
     assert other.pk  # still there, just not matching
 
 
