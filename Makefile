@@ -28,10 +28,15 @@ test-sqlite: install-dev
 # The framework-free engine's own tests read no database, store or cache: the first
 # pass has run them, and running them again here would only cost minutes.
 ENGINE_ONLY_TESTS := backends batching classifier equivalence images recognition weights
+# Nor those whose subject is not where rows, files and counters live: the browser tests (the
+# same views and scripts; serving images from the object store has tests of its own here),
+# quantization, the classify command, and the gunicorn and Compose files.
+VENDOR_NEUTRAL_TESTS := tests/e2e tests/test_engine_int8.py tests/test_cli_classify.py \
+	tests/test_gunicorn_config.py tests/test_docker_compose.py
 test-postgres: install-dev
-	scripts/ensure-chromium
 	scripts/with-postgres scripts/with-redis scripts/with-s3 $(PY) -m pytest \
 		$(foreach name,$(ENGINE_ONLY_TESTS),--ignore=tests/test_engine_$(name).py) \
+		$(foreach path,$(VENDOR_NEUTRAL_TESTS),--ignore=$(path)) \
 		--ignore=tests/test_fuzz_decoder.py
 
 # The live cluster tests: two web nodes and a worker on throwaway PostgreSQL, Redis and S3
