@@ -205,6 +205,11 @@ RECOGNITION_BATCH_WAIT_MS = envint(
 )
 # Forward passes that run at once, each on its own batch (with MAX_BATCH > 1).
 RECOGNITION_BATCH_RUNNERS = envint("RECOGNITION_BATCH_RUNNERS", 1, minimum=1)
+# Requests that may wait for or be in a forward pass at once (with MAX_BATCH > 1); one more
+# is answered 503 "overloaded" at once instead of joining the line. 0: no limit.
+RECOGNITION_MAX_QUEUE = envint("RECOGNITION_MAX_QUEUE", engine_defaults.DEFAULT_MAX_QUEUE, minimum=0)
+# The longest a request waits for its forward pass before it is answered "overloaded".
+RECOGNITION_QUEUE_TIMEOUT_S = envint("RECOGNITION_QUEUE_TIMEOUT_S", 30, minimum=1)
 RECOGNITION_MAX_UPLOAD_BYTES = envint("RECOGNITION_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
 # Pictures one user may import in 24 hours, apart from the interactive upload limits.
 RECOGNITION_IMPORT_RATE = envint("RECOGNITION_IMPORT_RATE", 10_000, minimum=1)

@@ -88,6 +88,8 @@ def _serving_for_settings() -> _Serving:
         settings.RECOGNITION_MAX_BATCH,
         settings.RECOGNITION_BATCH_WAIT_MS,
         settings.RECOGNITION_BATCH_RUNNERS,
+        settings.RECOGNITION_MAX_QUEUE,
+        settings.RECOGNITION_QUEUE_TIMEOUT_S,
     )
     serving = _serving.get(key)
     if serving is None:
@@ -182,7 +184,9 @@ def _fetch_quietly(serving: _Serving, model: str) -> None:
         logger.error("Cannot fetch the pinned model %s: %s", model, exc)
 
 
-def _build(models_dir, model, threads, backend, max_batch, wait_ms, runners) -> Classifier:
+def _build(
+    models_dir, model, threads, backend, max_batch, wait_ms, runners, max_queue, queue_timeout
+) -> Classifier:
     if max_batch > 1:
         return BatchingClassifier(
             models_dir,
@@ -192,5 +196,7 @@ def _build(models_dir, model, threads, backend, max_batch, wait_ms, runners) -> 
             max_batch=max_batch,
             max_wait_ms=wait_ms,
             runners=runners,
+            max_queue=max_queue,
+            wait_timeout=queue_timeout,
         )
     return Classifier(models_dir, model=model, threads=threads, backend=backend)

@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 
+from .engine.batching import Overloaded
 from .engine.classifier import ModelUnavailable
 from .engine.images import ImageRejected
 
@@ -35,6 +36,8 @@ class ErrorAnswer:
     status: int
     code: str
     message: str
+    # Seconds, sent as Retry-After: when trying again can succeed.
+    retry_after: int | None = None
 
 
 class ServiceError(Exception):
@@ -124,6 +127,8 @@ def describe_error(exc: BaseException) -> ErrorAnswer | None:
     # connection object itself is closed or broken.
     if isinstance(exc, (OperationalError, InterfaceError)):
         return DATABASE_UNAVAILABLE
+    if isinstance(exc, Overloaded):
+        return ErrorAnswer(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
     if isinstance(exc, (ServiceError, ImageRejected, ModelUnavailable)):
         return ErrorAnswer(exc.status, exc.code, exc.message)
     return None
@@ -132,7 +137,9 @@ def describe_error(exc: BaseException) -> ErrorAnswer | None:
 def log_server_side(answer: ErrorAnswer, exc: BaseException, request: HttpRequest) -> None:
     """The detail of a failure on our side (which file, which host, the system's own
     words) goes to the operator's log, since the client is not told it."""
-    if answer.status >= 500:
+    # Shedding is the server working as meant, not a failure: one line per shed request
+    # under a burst would bury the log.
+    if answer.status >= 500 and answer.retry_after is None:
         logger.error("%s on %s: %s", answer.code, request.path, exc)
 
 
@@ -149,10 +156,14 @@ def error_response(request: HttpRequest, answer: ErrorAnswer) -> HttpResponse:
     """JSON under /api/, else a page. Rendered without the request: the database, the
     session or the auth middleware may be what is missing."""
     if is_api_request(request):
-        return JsonResponse(error_body(answer.code, answer.message), status=answer.status)
-    template = _PAGE_TEMPLATES.get(answer.status, _DEFAULT_PAGE_TEMPLATE)
-    context = {"error": answer, "import_request": request.path.startswith("/imports/")}
-    return HttpResponse(render_to_string(template, context), status=answer.status)
+        response = JsonResponse(error_body(answer.code, answer.message), status=answer.status)
+    else:
+        template = _PAGE_TEMPLATES.get(answer.status, _DEFAULT_PAGE_TEMPLATE)
+        context = {"error": answer, "import_request": request.path.startswith("/imports/")}
+        response = HttpResponse(render_to_string(template, context), status=answer.status)
+    if answer.retry_after is not None:
+        response["Retry-After"] = str(answer.retry_after)
+    return response
 
 
 def is_api_request(request: HttpRequest) -> bool:

@@ -12,7 +12,7 @@ import threading
 import pytest
 from PIL import Image
 
-from recognition.engine.batching import BatchingClassifier, ClassifierClosed
+from recognition.engine.batching import BatchingClassifier, ClassifierClosed, Overloaded
 from recognition.engine.classifier import Classifier
 from tests.helpers import noise_picture
 
@@ -292,3 +292,109 @@ def test_closing_with_several_runners_answers_everyone_and_stops_them_all(prepar
     assert not any(runner.is_alive() for runner in classifier._runners)
     with pytest.raises(ClassifierClosed):
         classifier.classify([noise_picture(99)])
+
+
+# --- Backpressure and faults ------------------------------------------------------------
+
+
+def test_a_full_queue_answers_overloaded_at_once_and_the_queued_requests_still_succeed(
+    prepared_models_dir,
+):
+    classifier = BatchingClassifier(
+        prepared_models_dir, max_batch=8, max_queue=3, wait_timeout=HANG_SECONDS
+    )
+    log = ForwardLog(classifier, hold=True)
+    queued = Queued(classifier)
+    try:
+        first, first_result = _start(1, lambda i: classifier.classify([noise_picture(0)]))
+        assert log.busy.wait(HANG_SECONDS)
+        followers, follower_results = _start(
+            2, lambda i: classifier.classify([noise_picture(i + 1)])
+        )
+        assert queued.wait_for(3)
+
+        # The model is still held: an answer now cannot have come from waiting for it.
+        extra, extra_result = _start(1, lambda i: classifier.classify([noise_picture(9)]))
+        _join(extra)
+        assert isinstance(extra_result[0], Overloaded)
+        assert (classifier.shed, classifier.shedding(), classifier.queued) == (1, True, 3)
+    finally:
+        log.release.set()
+    _join(first + followers)
+    try:
+        assert all(len(r[0].predictions) == 3 for r in first_result + follower_results)
+        assert classifier.queued == 0
+        assert len(classifier.classify([noise_picture(5)])[0].predictions) == 3
+    finally:
+        classifier.close()
+
+
+def test_a_request_that_waits_too_long_is_answered_overloaded_and_then_passed_by(
+    prepared_models_dir,
+):
+    # The model is held until both callers have given up, so the wait surely runs out.
+    classifier = BatchingClassifier(prepared_models_dir, max_batch=1 + 1, wait_timeout=0.2)
+    log = ForwardLog(classifier, hold=True)
+    queued = Queued(classifier)
+    try:
+        first, first_result = _start(1, lambda i: classifier.classify([noise_picture(0)] * 2))
+        assert log.busy.wait(HANG_SECONDS)
+        second, second_result = _start(1, lambda i: classifier.classify([noise_picture(1)]))
+        assert queued.wait_for(2)
+        _join(first + second)
+        assert isinstance(first_result[0], Overloaded)  # in the forward pass, abandoned
+        assert isinstance(second_result[0], Overloaded)  # still queued, cancelled
+    finally:
+        log.release.set()
+    try:
+        classifier.wait_timeout = HANG_SECONDS
+        assert len(classifier.classify([noise_picture(2)])[0].predictions) == 3
+        # The abandoned request was never run: only the first batch and the last.
+        assert log.sizes == [2, 1]
+        assert classifier.shed == 2
+    finally:
+        classifier.close()
+
+
+def test_a_fault_in_the_runner_loop_fails_only_its_batch_and_the_runner_keeps_serving(
+    prepared_models_dir,
+):
+    classifier = BatchingClassifier(prepared_models_dir, max_batch=8, wait_timeout=HANG_SECONDS)
+    real_collect = classifier._collect
+    faults = iter([RuntimeError("injected fault in the runner loop")])
+
+    def collect(batch):  # the fault comes once, outside the forward pass
+        fault = next(faults, None)
+        if fault is not None:
+            raise fault
+        return real_collect(batch)
+
+    classifier._collect = collect
+    try:
+        with pytest.raises(RuntimeError, match="injected fault in the runner loop"):
+            classifier.classify([noise_picture(0)])
+
+        # The same single runner answers the next requests.
+        results = _in_threads(3, lambda i: classifier.classify([noise_picture(i)]))
+        assert all(len(r[0].predictions) == 3 for r in results)
+    finally:
+        classifier.close()
+
+
+def test_a_fault_while_ranking_results_fails_that_batch_only(batching, monkeypatch):
+    loaded_model = type(batching.current())
+    real_top_k = loaded_model.top_k
+    calls = []
+
+    def top_k(self, logits, k):
+        calls.append(len(logits))
+        if len(calls) == 1:
+            raise ValueError("injected fault while ranking")
+        return real_top_k(self, logits, k)
+
+    monkeypatch.setattr(loaded_model, "top_k", top_k)
+
+    with pytest.raises(ValueError, match="injected fault while ranking"):
+        batching.classify([noise_picture(0)])
+
+    assert len(batching.classify([noise_picture(1)])[0].predictions) == 3

@@ -52,7 +52,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     answer = describe_error(exc)
     if answer is not None:
         log_server_side(answer, exc, context["request"])
-        return _response(answer.status, answer.code, answer.message)
+        response = _response(answer.status, answer.code, answer.message)
+        if answer.retry_after is not None:
+            response["Retry-After"] = str(answer.retry_after)
+        return response
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         return _response(status.HTTP_404_NOT_FOUND, "not_found", str(exc) or "Not found.")
     if isinstance(exc, PermissionDenied):

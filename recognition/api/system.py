@@ -50,7 +50,11 @@ class HealthApi(APIView):
     permission_classes = [AllowAny]
 
     class OutputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=["ok", "unavailable"])
+        status = serializers.ChoiceField(
+            choices=["ok", "overloaded", "unavailable"],
+            help_text="overloaded: it has lately answered uploads 503 overloaded (its queue "
+            "for the model was full); send traffic elsewhere for a while.",
+        )
         model_loaded = serializers.BooleanField()
         database = serializers.BooleanField()
 
@@ -64,11 +68,17 @@ class HealthApi(APIView):
         responses={200: OutputSerializer, 503: OutputSerializer},
     )
     def get(self, request: Request) -> Response:
-        model_loaded = get_classifier().is_ready()
+        classifier = get_classifier()
+        model_loaded = classifier.is_ready()
         database = _database_works()
-        healthy = model_loaded and database
+        overloaded = classifier.shedding()
+        healthy = model_loaded and database and not overloaded
+        if not (model_loaded and database):
+            state = "unavailable"
+        else:
+            state = "overloaded" if overloaded else "ok"
         data = {
-            "status": "ok" if healthy else "unavailable",
+            "status": state,
             "model_loaded": model_loaded,
             "database": database,
         }

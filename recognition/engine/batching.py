@@ -33,13 +33,39 @@ import torch
 from PIL import Image
 
 from .classifier import Classifier, LoadedModel, Recognition
-from .defaults import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, DEFAULT_TOP_K
+from .defaults import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_WAIT_MS,
+    DEFAULT_TOP_K,
+    DEFAULT_WAIT_TIMEOUT_S,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class ClassifierClosed(RuntimeError):
     pass
+
+
+class Overloaded(Exception):
+    """More requests wait for the model than it may queue, or one waited too long: the
+    caller is answered at once (503, Retry-After) instead of joining a line that grows
+    without limit. Nothing of the request was kept."""
+
+    status = 503
+    code = "overloaded"
+    message = (
+        "The server is too busy to recognise this image right now; nothing was saved. "
+        "Please send it again in a few seconds."
+    )
+    retry_after = 2  # seconds: a few batches' time
+
+
+# How long after its last shed request a classifier still says it is shedding (health).
+SHEDDING_WINDOW_S = 10.0
+
+
 
 
 @dataclass
@@ -73,11 +99,20 @@ class BatchingClassifier(Classifier):
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         runners: int = 1,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S,
         **classifier_options: Any,  # model, threads, backend: as Classifier takes them
     ):
         super().__init__(models_dir, **classifier_options)
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000
+        # At most this many requests wait for or are in a forward pass; 0: no limit.
+        self.max_queue = max(0, max_queue)
+        self.wait_timeout = wait_timeout
+        self._outstanding = 0
+        self._outstanding_lock = threading.Lock()
+        self.shed = 0  # requests answered Overloaded since the start
+        self._last_shed = float("-inf")  # time.monotonic() of the latest
         self._queue: queue.Queue = queue.Queue()
         self._on_the_way = 0  # callers preprocessing, about to queue a request
         self._on_the_way_lock = threading.Lock()
@@ -98,6 +133,19 @@ class BatchingClassifier(Classifier):
     ) -> list[Recognition]:
         if not images:
             return []
+        # Judged before any work is spent on the images: shedding has to be cheap.
+        with self._outstanding_lock:
+            if self.max_queue and self._outstanding >= self.max_queue:
+                self._count_shed()
+                raise Overloaded()
+            self._outstanding += 1
+        try:
+            return self._classify(images, top_k)
+        finally:
+            with self._outstanding_lock:
+                self._outstanding -= 1
+
+    def _classify(self, images: Sequence[Image.Image], top_k: int) -> list[Recognition]:
         with self._on_the_way_lock:
             self._on_the_way += 1
         try:
@@ -113,7 +161,28 @@ class BatchingClassifier(Classifier):
             if self._closed:
                 raise ClassifierClosed("The classifier is shutting down.")
             self._queue.put(request)
-        return request.future.result()
+        try:
+            return request.future.result(timeout=self.wait_timeout)
+        except TimeoutError:
+            # Not taken yet: the runner will pass it by. Taken: its answer goes nowhere.
+            request.future.cancel()
+            with self._outstanding_lock:
+                self._count_shed()
+            logger.warning("A request waited over %.0f s for the model; answered overloaded",
+                           self.wait_timeout)
+            raise Overloaded() from None
+
+    def _count_shed(self) -> None:  # under _outstanding_lock
+        self.shed += 1
+        self._last_shed = time.monotonic()
+
+    def shedding(self) -> bool:
+        return time.monotonic() - self._last_shed < SHEDDING_WINDOW_S
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for or in a forward pass now."""
+        return self._outstanding
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop taking requests, finish those already queued, stop the runners and wait
@@ -140,13 +209,25 @@ class BatchingClassifier(Classifier):
             item = self._queue.get()
             if item is _STOP:
                 return
-            batch, stopping = self._collect(item)
-            self._serve(batch)
+            batch, stopping = [item], False
+            try:
+                stopping = self._collect(batch)
+                self._serve(batch)
+            except Exception as exc:
+                # Whatever broke (a bug, a bad tensor) fails this batch's requests only;
+                # the runner goes on serving, so nobody else waits for a dead thread.
+                logger.exception("Runner failed on a batch of %d requests", len(batch))
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
             if stopping:
                 return
 
-    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
-        batch, size = [first], len(first.tensors)
+    def _collect(self, batch: list[_Request]) -> bool:
+        """Adds to `batch` (which holds the first request) what fits; True when a stop
+        marker came, so the runner returns after serving it."""
+        first = batch[0]
+        size = len(first.tensors)
         deadline = time.perf_counter() + self.max_wait
         while size < self.max_batch:
             try:
@@ -163,15 +244,27 @@ class BatchingClassifier(Classifier):
                 except queue.Empty:
                     break
             if item is _STOP:
-                return batch, True
+                return True
             if size + len(item.tensors) > self.max_batch or item.loaded is not first.loaded:
-                self._serve([item])  # does not fit this batch (or another model): alone
+                self._serve_alone(item)  # does not fit this batch (or another model)
                 continue
             batch.append(item)
             size += len(item.tensors)
-        return batch, False
+        return False
+
+    def _serve_alone(self, request: _Request) -> None:
+        try:
+            self._serve([request])
+        except Exception as exc:
+            logger.exception("Runner failed on a request of %d images", len(request.tensors))
+            if not request.future.done():
+                request.future.set_exception(exc)
 
     def _serve(self, batch: list[_Request]) -> None:
+        # A request whose caller gave up waiting is passed by.
+        batch[:] = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         loaded = batch[0].loaded
         total = sum(len(r.tensors) for r in batch)
         try:

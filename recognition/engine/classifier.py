@@ -155,6 +155,11 @@ class Classifier:
             return False
         return True
 
+    def shedding(self) -> bool:
+        """Whether it has lately answered requests "overloaded" (only a batching
+        classifier, which has a bounded queue, ever does)."""
+        return False
+
     def warm_up(self) -> None:
         """One forward pass, so the first user request does not pay for lazy init."""
         crop = self.current().preprocessor.spec.crop

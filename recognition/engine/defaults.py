@@ -12,6 +12,12 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # (README, "Performance" and "Serving layout", measured with bench/layouts.py).
 DEFAULT_MAX_BATCH = 8
 DEFAULT_MAX_WAIT_MS = 5
+# Backpressure: requests that may wait for or be in a forward pass at once (four full
+# batches), and the longest one waits, before further ones are answered "overloaded".
+# With the default 8 request threads per worker the bound is not reached; it is what keeps
+# a layout with many more threads from building a line that grows without limit.
+DEFAULT_MAX_QUEUE = 32
+DEFAULT_WAIT_TIMEOUT_S = 30
 
 # The runtimes that can execute a prepared model; ONNX Runtime is faster here at
 # batch 1 and level at batch 8 (bench/engine.py).
