@@ -236,6 +236,9 @@ RECOGNITION_JPEG_DRAFT = envbool("RECOGNITION_JPEG_DRAFT", False)
 # on real, augmented and non-photo pictures (README, "Uncertainty").
 RECOGNITION_UNCERTAIN_BELOW = envfraction("RECOGNITION_UNCERTAIN_BELOW", 0.2)
 RECOGNITION_UNCERTAIN_MARGIN = envfraction("RECOGNITION_UNCERTAIN_MARGIN", 0.005)
+# `manage.py finetune --activate` refuses a version whose cross-validated accuracy on the
+# known categories (its anchors) is more than this below the base model's (recognition/finetune.py).
+RECOGNITION_FINETUNE_MAX_DROP = envfraction("RECOGNITION_FINETUNE_MAX_DROP", 0.02)
 RECOGNITION_ALLOW_SIGNUP = envbool("RECOGNITION_ALLOW_SIGNUP", False)
 RECOGNITION_WARM_UP = envbool("RECOGNITION_WARM_UP", True)
 # Image uploads per user (page, session or token alike): a short burst and a daily budget.

@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
-from . import active_model, export, model_comparison, reclassify
+from . import active_model, export, finetune, model_comparison, reclassify
 from .engine import model_store
 from .errors import ServiceError
 from .models import (
@@ -394,7 +394,7 @@ class ActiveModelAdmin(admin.ModelAdmin):
     list_select_related = ("activated_by",)
     readonly_fields = ("key", "previous_key", "activated_by", "activated_at")
     form = ActivateModelForm
-    actions = ["activate_again", "reclassify_with_active_model"]
+    actions = ["activate_again", "reclassify_with_active_model", "finetune_from_corrections"]
 
     class Media:
         css = ADMIN_CSS
@@ -457,16 +457,38 @@ class ActiveModelAdmin(admin.ModelAdmin):
         except reclassify.ReclassifyRefused as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return
-        url = reverse("admin:recognition_job_change", args=[job.pk])
-        self.message_user(
-            request,
-            format_html(
-                'Reclassification <a href="{}">#{}</a> with {}: {} of {} images to go. '
-                "Its progress is in the job list.",
-                url, job.pk, job.model_key, job.total - job.processed, job.total,
-            ),
-            messages.SUCCESS,
+        self._job_queued(
+            request, job,
+            'Reclassification <a href="{}">#{}</a> with {}: {} of {} images to go. '
+            "Its progress is in the job list.",
+            job.model_key, job.total - job.processed, job.total,
         )
+
+    @admin.action(description="Fine-tune from accepted corrections", permissions=["add"])
+    def finetune_from_corrections(self, request: HttpRequest, queryset: QuerySet[ActiveModel]) -> None:
+        """A new version of the selected model, trained by a worker; activating it is
+        left to the admin, after reading the accuracies the job reports."""
+        keys = set(queryset.values_list("key", flat=True))
+        if len(keys) != 1:
+            self.message_user(request, "Select one model to fine-tune.", messages.WARNING)
+            return
+        try:
+            job = finetune.finetune_start(base_key=keys.pop(), owner=request.user)
+        except finetune.FinetuneRefused as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self._job_queued(
+            request, job,
+            'Fine-tuning <a href="{}">#{}</a> of {} from {} pictures is queued. The new '
+            "version and its accuracies are in the job's options when it is done; "
+            "activate it here with “Add”.",
+            job.options["base"], job.total,
+        )
+
+    def _job_queued(self, request: HttpRequest, job: Job, text: str, *details: Any) -> None:
+        """`text` starts with a link to the job: its URL and number fill the first two {}."""
+        url = reverse("admin:recognition_job_change", args=[job.pk])
+        self.message_user(request, format_html(text, url, job.pk, *details), messages.SUCCESS)
 
 
 class JobItemInline(admin.TabularInline):
@@ -496,7 +518,8 @@ class JobItemInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     """Every user's background jobs with their progress, read-only: imports are started
-    by their owners, reclassifications from the active-model admin or the command."""
+    by their owners, reclassifications and fine-tuning from the active-model admin or
+    the commands."""
 
     list_display = (
         "__str__", "kind", "owner", "status", "progress", "failed", "model_key",

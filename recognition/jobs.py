@@ -1,7 +1,7 @@
 """Long work in the background: start a job, run it in a worker, cancel it, and pick it
 up where a dead worker left it.
 
-Every kind of job (imports.py, reclassify.py) registers one function that does the work
+Every kind of job (imports.py, reclassify.py, finetune.py) registers one function that does the work
 through a JobRun: it asks `should_stop()` between batches and reports its counts with
 `progress()`. Everything else is here, once: the status a job moves through, the claim a
 worker holds on it (renewed by a heartbeat, so a claim that goes stale means the worker
@@ -65,7 +65,11 @@ def register(kind: str, run: Callable[[JobRun], None], cleanup: Callable[[Job], 
 
 
 # The module that registers each kind's handler when it is imported.
-_KIND_MODULES = {JobKind.IMPORT: "recognition.imports", JobKind.RECLASSIFY: "recognition.reclassify"}
+_KIND_MODULES = {
+    JobKind.IMPORT: "recognition.imports",
+    JobKind.RECLASSIFY: "recognition.reclassify",
+    JobKind.FINETUNE: "recognition.finetune",
+}
 
 
 def _handler(kind: str) -> JobKindHandler:

@@ -204,13 +204,8 @@ def _run(job_run: jobs.JobRun) -> None:
 
 
 def _picture(stored: StoredImage, min_side: int | None) -> Image.Image | None:
-    """The stored image, decoded as an upload is; None (logged) when it cannot be."""
     try:
-        with storage.open_file(stored.path) as file:
-            data = file.read()
-    except FileNotFoundError:
-        logger.warning("Reclassification: image %s has no file (%s)", stored.sha256, stored.path)
-        return None
+        return stored_picture(stored.path, stored.sha256, min_side, work="Reclassification")
     except storage.StorageError as exc:
         # Not this image's fault: the next images would fail alike. Run again to resume.
         logger.error("Reclassification cannot read the stored images: %s", exc)
@@ -218,10 +213,21 @@ def _picture(stored: StoredImage, min_side: int | None) -> Image.Image | None:
             "The stored images cannot be read right now (the image storage is unreachable "
             "or refusing). Start the reclassification again to resume it."
         ) from None
+
+
+def stored_picture(path: str, sha256: str, min_side: int | None, *, work: str) -> Image.Image | None:
+    """A stored image, decoded as an upload is; None (logged, naming the `work`) when its
+    file is gone or cannot be decoded. storage.StorageError when the storage fails."""
+    try:
+        with storage.open_file(path) as file:
+            data = file.read()
+    except FileNotFoundError:
+        logger.warning("%s: image %s has no file (%s)", work, sha256, path)
+        return None
     try:
         return decode_image(data, max_pixels=settings.RECOGNITION_MAX_PIXELS, min_side=min_side).image
     except ImageRejected as exc:
-        logger.warning("Reclassification: image %s cannot be decoded: %s", stored.sha256, exc.message)
+        logger.warning("%s: image %s cannot be decoded: %s", work, sha256, exc.message)
         return None
 
 

@@ -56,6 +56,14 @@ def two_models_dir(tmp_path_factory, prepared_models_dir, session_model_key):
     return models_dir, session_model_key, second
 
 
+@pytest.fixture(scope="session")
+def lite0_models_dir(tmp_path_factory) -> tuple[Path, str]:
+    """The real EfficientNet-Lite0 with its ImageNet weights, prepared once: (dir, key).
+    Other builds may be added beside it (fine-tuned versions), so name it by its key."""
+    models_dir = tmp_path_factory.mktemp("lite0") / "models"
+    return models_dir, prepare(models_dir, model="efficientnet_lite0").manifest.key
+
+
 @pytest.fixture
 def served_from_the_active_row(settings):
     """No pinned model: the process serves the newest ActiveModel row, checked on every

@@ -19,7 +19,6 @@ from django.urls import reverse
 from PIL import Image
 
 from recognition.models import Classification, Upload
-from recognition.engine.prepare import prepare
 from recognition.selectors import upload_list_for_user
 from recognition.services import upload_classify
 from tests.helpers import REPO, noise_picture
@@ -40,12 +39,6 @@ def jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=92)
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="session")
-def lite0_models_dir(tmp_path_factory) -> tuple[Path, str]:
-    models_dir = tmp_path_factory.mktemp("lite0-uncertainty") / "models"
-    return models_dir, prepare(models_dir, model="efficientnet_lite0").manifest.key
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ def write_prepared(
     weights_source: str,
     categories: list[str],
     preprocessing: Preprocessing,
+    fine_tuning: dict | None = None,
 ) -> Manifest:
     """Compile, check and write artifact + manifest under a temporary name, then rename
     into place. Nothing is left behind when the check fails."""
@@ -153,6 +154,7 @@ def write_prepared(
             directory=models_dir / key,
             onnx_sha256=sha256_file(onnx_path),
             onnx_max_abs_diff=diffs[onnx_path],
+            fine_tuning=fine_tuning,
         )
         manifest.write_to(staging)
         install(staging, models_dir / key)

@@ -61,6 +61,9 @@ class Manifest:
     quantization: str | None = None  # e.g. "int8-static-qdq"
     quantized_from: str | None = None  # the key of the fp32 version
     top1_agreement: float | None = None  # share of check pictures with fp32's top-1 label
+    # Set for versions made by `manage.py finetune` only: the base version's key, the
+    # training set's hash, its size, the new categories and the accuracies measured.
+    fine_tuning: dict | None = None
 
     @property
     def key(self) -> str:
@@ -96,6 +99,7 @@ class Manifest:
             "quantization": self.quantization,
             "quantized_from": self.quantized_from,
             "top1_agreement": self.top1_agreement,
+            "fine_tuning": self.fine_tuning,
         }
 
     @classmethod
@@ -122,6 +126,7 @@ class Manifest:
                 quantization=data.get("quantization"),
                 quantized_from=data.get("quantized_from"),
                 top1_agreement=_optional_float(data.get("top1_agreement")),
+                fine_tuning=data.get("fine_tuning"),
             )
         except FileNotFoundError:
             raise ArtifactError(

@@ -48,21 +48,26 @@ def prepare(
     fallback: bool = False,
     spec: ModelSpec | None = None,
     progress: bool = False,
+    fine_tuning: dict | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> PrepareOutcome:
-    """`spec` overrides the named model's spec (tests point its URL at a local server)."""
+    """`spec` overrides the named model's spec (tests point its URL at a local server).
+    Custom weights are a ResNet-18 unless `model` names another architecture;
+    `fine_tuning` is what recognition/engine/finetune.py records of how they were made."""
     if custom:
         if weights_file is None:
-            raise WeightsError("--custom needs --weights FILE: the fine-tuned ResNet-18 to serve.")
-        if model not in (None, CUSTOM_ARCHITECTURE):
-            raise WeightsError(f"Custom weights must be a ResNet-18 ({CUSTOM_ARCHITECTURE}).")
-        spec = spec or get_spec(CUSTOM_ARCHITECTURE)
+            raise WeightsError("--custom needs --weights FILE: the fine-tuned network to serve.")
+        spec = spec or get_spec(model or CUSTOM_ARCHITECTURE)
         path = Path(weights_file)
         if not path.is_file():
             raise WeightsError(f"The weights file {path} does not exist.")
         weights = VerifiedWeights(path, sha256_file(path), "custom")
         categories = read_labels(labels_file) if labels_file else spec.categories()
-        return _build(models_dir, spec, weights, categories, custom=True, log=log)
+        return _build(
+            models_dir, spec, weights, categories, custom=True, fine_tuning=fine_tuning, log=log
+        )
+    if fine_tuning is not None:
+        raise WeightsError("A fine-tuning record only goes with custom weights.")
 
     if labels_file is not None:
         raise WeightsError("--labels only goes with --custom: official models have their own.")
@@ -77,7 +82,9 @@ def prepare(
         log(f"Falling back to {OFFLINE_FALLBACK}, whose weights ship with this installation.")
         fell_back_from, spec = spec.name, get_spec(OFFLINE_FALLBACK)
         weights = obtain_official(spec)
-    outcome = _build(models_dir, spec, weights, spec.categories(), custom=False, log=log)
+    outcome = _build(
+        models_dir, spec, weights, spec.categories(), custom=False, fine_tuning=None, log=log
+    )
     if fell_back_from:
         return PrepareOutcome(outcome.manifest, outcome.built, fell_back_from)
     return outcome
@@ -90,6 +97,7 @@ def _build(
     categories: list[str],
     *,
     custom: bool,
+    fine_tuning: dict | None,
     log: Callable[[str], None],
 ) -> PrepareOutcome:
     version = model_version(spec.name, weights.sha256, categories, spec.preprocessing)
@@ -119,5 +127,6 @@ def _build(
         weights_source=weights.source,
         categories=categories,
         preprocessing=spec.preprocessing,
+        fine_tuning=fine_tuning,
     )
     return PrepareOutcome(manifest, built=True)

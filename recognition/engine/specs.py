@@ -27,6 +27,9 @@ class ModelSpec:
     weights: WeightsSource
     preprocessing: Preprocessing
     categories: Callable[[], list[str]]
+    # The attribute holding the last linear layer, whose input is the penultimate
+    # features (recognition/engine/finetune.py trains a new one).
+    head: str = "fc"
 
 
 def imagenet_categories() -> list[str]:
@@ -84,13 +87,14 @@ EFFICIENTNET_LITE0 = ModelSpec(
     # measures both), so that is what we use.
     preprocessing=Preprocessing(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     categories=imagenet_categories,
+    head="_fc",
 )
 
 SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (RESNET18, EFFICIENTNET_LITE0)}
 DEFAULT_MODEL = RESNET18.name
 # What a machine that cannot download the default model prepares instead.
 OFFLINE_FALLBACK = EFFICIENTNET_LITE0.name
-# Custom weights are the user's own fine-tuned ResNet-18.
+# Custom weights are the user's own fine-tuned ResNet-18 unless they name another model.
 CUSTOM_ARCHITECTURE = RESNET18.name
 
 
