@@ -30,17 +30,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: str, **options: Any) -> str:
-        bar = None
+        bar: tqdm | None = None
+        reading = options["verbosity"] > 0
 
         def progress(done: int, failed: int, total: int) -> bool:
-            nonlocal bar
-            if options["verbosity"] > 0:
-                if bar is None:
-                    # tqdm draws with carriage returns, which Django's line-ending wrapper would break.
-                    bar = tqdm(total=total, unit="image", desc="Reading pictures", file=sys.stderr)
-                bar.n = done + failed
-                bar.set_postfix(failed=failed, refresh=False)
-                bar.refresh()
+            nonlocal bar, reading
+            if not reading:
+                return True
+            if bar is None:
+                # tqdm draws with carriage returns, which Django's line-ending wrapper would break.
+                bar = tqdm(total=total, unit="image", desc="Reading pictures", file=sys.stderr)
+            bar.n = done + failed
+            bar.set_postfix(failed=failed, refresh=False)
+            bar.refresh()
+            if bar.n >= total:
+                bar.close()  # training and building follow, without a bar
+                reading = False
             return True
 
         try:

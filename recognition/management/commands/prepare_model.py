@@ -30,7 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--model", choices=sorted(SPECS), help=f"default: {DEFAULT_MODEL}")
         parser.add_argument("--weights", type=Path, help="a local weights file (air-gapped installs)")
         parser.add_argument(
-            "--custom", action="store_true", help="serve your own fine-tuned ResNet-18 weights"
+            "--custom",
+            action="store_true",
+            help="serve your own fine-tuned weights (a ResNet-18 unless --model names another)",
         )
         parser.add_argument("--labels", type=Path, help="with --custom: one class name per line")
         parser.add_argument(
