@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import skimage
 from django.core.management import CommandError, call_command
-from django.utils import timezone
+from django.contrib.auth import get_user_model
 from PIL import Image, ImageOps
 
-from recognition import active_model, corrections, jobs
+from recognition import active_model, corrections, jobs, review
 from recognition.engine import model_store
 from recognition.engine.classifier import Classifier
 from recognition.engine.manifest import Manifest
-from recognition.models import Correction, CorrectionStatus, Job, JobKind, JobStatus
+from recognition.models import Correction, Job, JobKind, JobStatus, ReviewDecision
 from recognition.services import upload_classify
 from tests.web_fixtures import as_upload
 
@@ -72,12 +72,21 @@ def upload(user, data: bytes, name: str):
     return upload_classify(user=user, file=as_upload(data, name)).upload
 
 
-def corrected(user, path: Path, seed: int, label: str, status=CorrectionStatus.ACCEPTED):
-    """A crop uploaded, corrected by its owner and (by default) accepted by a reviewer."""
+def corrected(user, path: Path, seed: int, label: str, decision=ReviewDecision.ACCEPTED):
+    """A crop uploaded, corrected by its owner and (by default) accepted in the review
+    queue; decision None leaves the correction pending."""
     picture = upload(user, jpeg(crop(path, seed)), f"{path.stem}-{seed}.jpg")
-    correction = corrections.correction_set(user=user, upload_id=picture.pk, label=label)
-    Correction.objects.filter(pk=correction.pk).update(status=status, reviewed_at=timezone.now())
+    corrections.correction_set(user=user, upload_id=picture.pk, label=label)
+    if decision is not None:
+        review.review_decide(reviewer=_reviewer(), upload_id=picture.pk, decision=decision)
     return picture
+
+
+def _reviewer():
+    reviewer, _ = get_user_model().objects.get_or_create(
+        username="reviewer", defaults={"is_staff": True, "is_superuser": True}
+    )
+    return reviewer
 
 
 @pytest.fixture
@@ -164,16 +173,17 @@ def test_activate_is_refused_when_the_known_categories_would_lose_accuracy(
 
 
 @pytest.mark.parametrize(
-    "statuses, found",
+    "decisions, found",
     [
         ([], "no accepted corrections"),
-        ([CorrectionStatus.PENDING, CorrectionStatus.REJECTED], "no accepted corrections"),
-        ([CorrectionStatus.ACCEPTED, CorrectionStatus.PENDING], "only one accepted correction"),
+        ([None, ReviewDecision.REJECTED], "no accepted corrections"),
+        ([ReviewDecision.ACCEPTED, None], "only one accepted correction"),
     ],
 )
-def test_too_few_accepted_corrections_are_refused_in_one_paragraph(lite0, alice, statuses, found):
-    for seed, status in enumerate(statuses):
-        corrected(alice, COFFEE, seed, MUG, status=status)
+def test_too_few_accepted_corrections_are_refused_in_one_paragraph(lite0, alice, decisions, found):
+    for seed, decision in enumerate(decisions):
+        corrected(alice, COFFEE, seed, MUG, decision=decision)
+    assert Correction.objects.count() == len(decisions)
 
     with pytest.raises(CommandError) as refused:
         call_command("finetune", stderr=io.StringIO())
