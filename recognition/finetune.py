@@ -224,10 +224,12 @@ def finetune(
 
     categories = list(base.categories)
     index = _category_index(categories)
-    new_categories = sorted({p.label for p in readable if p.label.casefold() not in index})
-    for name in new_categories:
-        index[name.casefold()] = len(categories)
-        categories.append(name)
+    new_categories = []
+    for name in sorted({p.label for p in readable}):
+        if name.casefold() not in index:  # "Mittens" and "mittens" are one new category
+            index[name.casefold()] = len(categories)
+            categories.append(name)
+            new_categories.append(name)
     labels = torch.tensor([index[p.label.casefold()] for p in readable])
     corrected = torch.tensor([p.corrected for p in readable])
 

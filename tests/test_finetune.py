@@ -91,10 +91,11 @@ def _reviewer():
 
 @pytest.fixture
 def learning_set(lite0, alice) -> None:
-    """Four crops of each photo corrected to a new free-text label, and the anchors."""
+    """Four crops of each photo corrected to a new free-text label (once in other
+    letter case: the same category), and the anchors."""
     for seed in TRAIN_CROPS:
         corrected(alice, COFFEE, seed, MUG)
-        corrected(alice, CHELSEA, seed, CAT)
+        corrected(alice, CHELSEA, seed, CAT.lower() if seed == TRAIN_CROPS[-1] else CAT)
     for path in ANCHORS:
         upload(alice, path.read_bytes(), path.name)
 
