@@ -1,12 +1,10 @@
 """Learning from corrections: a new model version whose head is trained on the stored
 pictures, with accepted corrections as labels, written through the prepare pipeline.
 
-The training set is every picture with an accepted correction, labelled with it (a
-label that is not one of the base model's categories becomes a new category, appended
-after them in label order), plus anchors: pictures the base model classified
-confidently (not uncertain by recognition/uncertainty.py, and a top score of at least
-ANCHOR_MIN_SCORE), labelled with its own answer, so the known categories are not
-forgotten. A picture with a pending or accepted correction is never an anchor.
+The training set (recognition/training_set.py) is every picture with an accepted
+correction, labelled with it (a label that is not one of the base model's categories
+becomes a new category, appended after them in label order), plus anchors that keep
+the known categories from being forgotten.
 
 The base is the active model unless named. A fine-tuned version as the base means its
 own base: every accepted correction is in each training set, so training again from
@@ -16,8 +14,6 @@ admin queues it as a job (JobKind.FINETUNE) for a worker.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -37,31 +33,16 @@ from .engine.preprocess import Preprocessor
 from .engine.specs import get_spec
 from .engine.weights import WeightsError, obtain_official
 from .errors import ServiceError
-from .models import Correction, CorrectionStatus, Job, JobKind, Prediction
-from .uncertainty import uncertain_q
+from .models import Job, JobKind
+from .training_set import ANCHOR_MIN_SCORE, Picture, training_set, training_set_sha256
 
 logger = logging.getLogger(__name__)
-
-# "Confidently classified": the model gave its answer at least this probability (and the
-# result is not uncertain). 0.4 keeps the real photos the tests use that a person would
-# call clearly recognised (espresso 0.84, missile 0.41) and drops the guesses (0.03-0.27).
-ANCHOR_MIN_SCORE = 0.4
-# The most confident anchors only: enough to hold the known categories in place.
-MAX_ANCHORS = 2000
 
 
 class FinetuneRefused(ServiceError):
     """Fine-tuning cannot start or its result may not be activated; one paragraph."""
 
     code = "finetune_refused"
-
-
-@dataclass(frozen=True)
-class Picture:
-    sha256: str
-    path: str
-    label: str
-    corrected: bool  # False: an anchor
 
 
 @dataclass(frozen=True)
@@ -126,41 +107,6 @@ def base_manifest(key: str | None = None) -> Manifest:
     return manifest
 
 
-def training_set(base: Manifest) -> list[Picture]:
-    """Accepted corrections first (by picture), then anchors, most confident first."""
-    corrected = (
-        Correction.objects.filter(status=CorrectionStatus.ACCEPTED)
-        .values_list("upload__stored_image__sha256", "upload__stored_image__path", "label")
-        .order_by("upload__stored_image__sha256", "label")
-        .distinct()
-    )
-    pictures = [Picture(sha, path, label, True) for sha, path, label in corrected]
-    not_anchors = Correction.objects.filter(
-        status__in=(CorrectionStatus.PENDING, CorrectionStatus.ACCEPTED)
-    ).values("upload__stored_image")
-    anchors = (
-        Prediction.objects.filter(
-            rank=1,
-            classification__model_name=base.name,
-            classification__model_version=base.version,
-            classification__top_score__gte=ANCHOR_MIN_SCORE,
-        )
-        .exclude(uncertain_q("classification__"))
-        .exclude(classification__stored_image__in=not_anchors)
-        .order_by("-classification__top_score", "classification__stored_image__sha256")
-        .values_list(
-            "classification__stored_image__sha256", "classification__stored_image__path", "index"
-        )[:MAX_ANCHORS]
-    )
-    categories = base.categories
-    pictures += [
-        Picture(sha, path, categories[index], False)
-        for sha, path, index in anchors
-        if index < len(categories)
-    ]
-    return pictures
-
-
 def check_enough(pictures: list[Picture], base: Manifest) -> None:
     corrected = sum(picture.corrected for picture in pictures)
     if corrected < 2:
@@ -170,12 +116,6 @@ def check_enough(pictures: list[Picture], base: Manifest) -> None:
             "be checked against a head trained on the others. Accept corrections in the "
             "review queue, then try again."
         )
-
-
-def training_set_sha256(pictures: list[Picture]) -> str:
-    """Stable whatever order the rows came in: what was learnt from, not how it was read."""
-    rows = sorted([p.sha256, p.label, p.corrected] for p in pictures)
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
 def finetune(
