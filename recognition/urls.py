@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import imports, media, pages, review
+from .views import imports, media, pages, review, statistics
 
 urlpatterns = [
     path("", pages.upload_page, name="upload"),
@@ -20,4 +20,7 @@ urlpatterns = [
     path("imports/", imports.import_page, name="imports"),
     path("imports/<int:job_id>/", imports.import_detail_page, name="import-detail"),
     path("imports/<int:job_id>/cancel/", imports.import_cancel_page, name="import-cancel"),
+    path(
+        "review/statistics/", statistics.review_statistics_page, name="review-statistics"
+    ),
 ]

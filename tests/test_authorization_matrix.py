@@ -80,6 +80,8 @@ MATRIX: dict[str, tuple[str, dict[str, int]]] = {
     "import-detail": ("get", OWNED_PAGE),
     # The owner is sent back to the import's page, cancelled.
     "import-cancel": ("post", {"anonymous": 302, "owner": 302, "other": 404, "admin": 404}),
+    # Reviewers and staff only (the admin here is a superuser); nobody else is told of it.
+    "review-statistics": ("get", {"anonymous": 302, "owner": 404, "other": 404, "admin": 200}),
     "api:classifications": ("get", PRIVATE_API),
     "api:classification": ("get", OWNED_API),
     "api:classifications-export": ("get", PRIVATE_API),

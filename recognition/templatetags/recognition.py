@@ -1,9 +1,12 @@
-"""Template filters for showing probabilities and durations, here and in the admin."""
+"""Template filters for showing probabilities and durations, here and in the admin, and
+whether a user may see the review statistics (for the navigation)."""
 
 from __future__ import annotations
 
 from django import template
 from django.conf import settings
+
+from .. import statistics
 
 register = template.Library()
 
@@ -34,3 +37,8 @@ def uncertainty_rule() -> str:
         f"{percent(settings.RECOGNITION_UNCERTAIN_BELOW)}, or the first two scores are "
         f"less than {percent(settings.RECOGNITION_UNCERTAIN_MARGIN)} apart."
     )
+
+
+@register.filter
+def may_see_statistics(user) -> bool:
+    return statistics.may_see_statistics(user)
