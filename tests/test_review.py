@@ -8,7 +8,6 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from recognition.configured_classifier import get_classifier
@@ -25,19 +24,6 @@ def thresholds(settings):
     settings.RECOGNITION_UNCERTAIN_BELOW = 0.2
     settings.RECOGNITION_UNCERTAIN_MARGIN = 0.005
 
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user(username="rita", password="x")
-    user.groups.add(Group.objects.get(name="Reviewers"))
-    return user
-
-
-@pytest.fixture
-def reviewer_client(reviewer) -> Client:
-    client = Client()
-    client.force_login(reviewer)
-    return client
 
 
 def upload(user, make_image, name: str, *, top: float, label: str | None = None) -> Upload:

@@ -10,7 +10,6 @@ import re
 from datetime import date
 
 import pytest
-from django.contrib.auth.models import Group
 
 from recognition import statistics
 from recognition.corrections import correction_set
@@ -68,13 +67,6 @@ def reviewed(upload, reviewer, decision, proposed, label, correction=None, when=
 def uncertainty_defaults(settings):
     settings.RECOGNITION_UNCERTAIN_BELOW = 0.2
     settings.RECOGNITION_UNCERTAIN_MARGIN = 0.005
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    carol = django_user_model.objects.create_user(username="carol", password="x")
-    carol.groups.add(Group.objects.get(name="Reviewers"))
-    return carol
 
 
 @pytest.fixture
@@ -265,12 +257,6 @@ def table_rows(html: str, section_id: str) -> list[list[str]]:
 
 def marks(html: str, section_id: str, kind: str) -> int:
     return len(re.findall(rf'<{kind} class="chart-(?:bar|point)"', section(html, section_id)))
-
-
-@pytest.fixture
-def reviewer_client(client, reviewer):
-    client.force_login(reviewer)
-    return client
 
 
 def test_the_page_shows_every_number_in_its_tables(known, reviewer_client):

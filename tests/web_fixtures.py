@@ -1,7 +1,7 @@
 """Fixtures for the web layer: named users, their clients, and images made in memory.
 
-Alice and Bob are ordinary users who must never see each other's uploads; `superuser`
-reviews everything in the admin.
+Alice and Bob are ordinary users who must never see each other's uploads; `reviewer`
+(Rita) judges corrections in the review queue; `superuser` reviews everything in the admin.
 """
 
 from __future__ import annotations
@@ -104,6 +104,16 @@ def bob(django_user_model, db):
 
 
 @pytest.fixture
+def reviewer(django_user_model, db):
+    """Rita is in the Reviewers group (migration 0007): she reviews everyone's corrections."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username="rita", password=PASSWORD)
+    user.groups.add(Group.objects.get(name="Reviewers"))
+    return user
+
+
+@pytest.fixture
 def superuser(django_user_model, db):
     return django_user_model.objects.create_superuser(
         username="root", email="root@example.com", password=PASSWORD
@@ -124,6 +134,11 @@ def alice_client(alice) -> Client:
 @pytest.fixture
 def bob_client(bob) -> Client:
     return _logged_in(bob)
+
+
+@pytest.fixture
+def reviewer_client(reviewer) -> Client:
+    return _logged_in(reviewer)
 
 
 @pytest.fixture
