@@ -75,9 +75,12 @@ class Confusion:
 def confusions(limit: int = TOP_ROWS) -> list[Confusion]:
     """(The corrected result's top label → the correction's label), counted over the
     corrections that are pending or accepted, with how many of them were accepted. Most
-    frequent first."""
+    frequent first. A correction a reviewer relabelled to the model's own answer (review.py
+    allows it) confuses nothing, so it is left out."""
     rows = (
         Correction.objects.filter(status__in=COUNTED_CORRECTIONS)
+        .alias(folded=Lower("label"), answer=Lower("classification__top_label"))
+        .exclude(folded=F("answer"))
         .values(predicted=F("classification__top_label"), corrected=F("label"))
         .annotate(
             count=Count("pk"),

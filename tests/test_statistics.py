@@ -228,9 +228,15 @@ def test_decisions_taken_in_the_review_queue_are_counted_as_the_definitions_say(
     review_decide(
         reviewer=reviewer, upload_id=relabelled.pk, decision=ReviewDecision.EDITED, label="firebird"
     )
+    # The owner was wrong and the reviewer says so by relabelling to the model's answer.
+    right_after_all = uploaded(alice, make_image, "hydra", 0.9, 0.9, day(2))
+    correction_set(user=alice, upload_id=right_after_all.pk, label="a snake")
+    review_decide(
+        reviewer=reviewer, upload_id=right_after_all.pk, decision=ReviewDecision.EDITED, label="HYDRA"
+    )
 
-    assert [(b.index, b.judged, b.right) for b in statistics.reliability()] == [(1, 2, 1), (9, 1, 0)]
-    assert (statistics.acceptance().accepted, statistics.acceptance().rate) == (2, 1.0)
+    assert [(b.index, b.judged, b.right) for b in statistics.reliability()] == [(1, 2, 1), (9, 2, 1)]
+    assert (statistics.acceptance().accepted, statistics.acceptance().rate) == (3, 1.0)
     assert statistics.confusions() == [
         statistics.Confusion("phoenix", "firebird", count=1, accepted=1),
         statistics.Confusion("unicorn", "a horse of my own", count=1, accepted=1),
