@@ -383,3 +383,11 @@ def test_an_anonymous_visitor_is_sent_to_log_in(client):
 
 def test_the_page_only_answers_get(reviewer_client):
     assert reviewer_client.post(URL).status_code == 405
+
+
+def test_staff_find_it_from_the_admin_index(superuser_client):
+    response = superuser_client.get("/admin/")
+
+    assert response.status_code == 200
+    assert NAV_LINK in response.content.decode()
+    assert 'id="content-main"' in response.content.decode()  # the admin's own index, kept
