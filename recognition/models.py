@@ -361,7 +361,7 @@ class Correction(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["label"])]
-        # Given through the "Reviewers" group (migration 0008): the review queue and its
+        # Given through the "Reviewers" group (signals.ensure_reviewers_group): the queue and its
         # statistics, the only place anyone sees another user's pictures.
         permissions = [("review_corrections", "Can review corrections and uncertain results")]
         constraints = [

@@ -105,7 +105,7 @@ def bob(django_user_model, db):
 
 @pytest.fixture
 def reviewer(django_user_model, db):
-    """Rita is in the Reviewers group (migration 0007): she reviews everyone's corrections."""
+    """Rita is in the Reviewers group (made after every migrate and flush): she reviews everyone's corrections."""
     from django.contrib.auth.models import Group
 
     user = django_user_model.objects.create_user(username="rita", password=PASSWORD)

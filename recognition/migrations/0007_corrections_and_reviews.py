@@ -5,35 +5,10 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-REVIEWERS = "Reviewers"
-
-
-def create_reviewers_group(apps, schema_editor):
-    """The group that gives the review permission; staff add people to it in the admin.
-    The permission itself is made here too: Django makes it only after all migrations."""
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    Permission = apps.get_model("auth", "Permission")
-    Group = apps.get_model("auth", "Group")
-    content_type, _ = ContentType.objects.get_or_create(app_label="recognition", model="correction")
-    permission, _ = Permission.objects.get_or_create(
-        content_type=content_type,
-        codename="review_corrections",
-        defaults={"name": "Can review corrections and uncertain results"},
-    )
-    group, _ = Group.objects.get_or_create(name=REVIEWERS)
-    group.permissions.add(permission)
-
-
-def remove_reviewers_group(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name=REVIEWERS).delete()
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
         ('recognition', '0006_storedimage_thumbnail_queued_at'),
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('contenttypes', '0002_remove_content_type_name'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -96,5 +71,4 @@ class Migration(migrations.Migration):
             model_name='review',
             index=models.Index(fields=['classification', 'decision'], name='recognition_classif_bdb3bc_idx'),
         ),
-        migrations.RunPython(create_reviewers_group, remove_reviewers_group),
     ]

@@ -35,6 +35,7 @@ def test_a_correction_made_on_the_detail_page_is_accepted_in_the_queue_with_the_
         if name != coffee.classification.top_label and len(name) > 6
     )
     reviewer = django_user_model.objects.create_user(username="rita", password="x")
+    # After an earlier browser test's flush too: the group is made again with the tables.
     reviewer.groups.add(Group.objects.get(name="Reviewers"))
 
     owner = new_context(user=alice).new_page()
