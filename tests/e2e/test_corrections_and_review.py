@@ -1,6 +1,6 @@
 """The correction loop in a real browser: the owner corrects a label on the detail page,
 a reviewer accepts it in the queue with the keyboard alone, and the owner sees it
-accepted."""
+accepted; the statistics then show it, readable at phone width."""
 
 from __future__ import annotations
 
@@ -71,3 +71,11 @@ def test_a_correction_made_on_the_detail_page_is_accepted_in_the_queue_with_the_
     correction = Correction.objects.get(upload=coffee)
     assert (correction.status, correction.reviewed_by) == ("accepted", reviewer)
     assert Review.objects.get().reviewer == reviewer
+
+    # The statistics count it, and their charts fit a 360 px screen.
+    queue.goto("/review/statistics/")
+    expect(queue.locator("#confusions table")).to_contain_text(category)
+    assert screenshot_at_both_widths(queue, "statistics") == {1280: 1280, 360: 360}
+    queue.set_viewport_size({"width": 360, "height": 800})
+    widths = queue.locator("svg").evaluate_all("(svgs) => svgs.map((s) => s.getBoundingClientRect().right)")
+    assert len(widths) >= 3 and max(widths) <= 360  # rates, confusions, uncertain share...
