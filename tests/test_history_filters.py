@@ -135,8 +135,8 @@ def test_history_suggests_every_category_of_the_active_model_rendered_once_per_v
     cache.clear()
     categories = get_classifier().manifest().categories
     calls = []
-    real = pages._category_names
-    monkeypatch.setattr(pages, "_category_names", lambda: calls.append(1) or real())
+    real = pages.category_names
+    monkeypatch.setattr(pages, "category_names", lambda: calls.append(1) or real())
 
     first = alice_client.get("/history/").content.decode()
     second = alice_client.get("/history/").content.decode()
