@@ -89,18 +89,14 @@ def queue(*, user: AbstractBaseUser | AnonymousUser, limit: int = QUEUE_LENGTH) 
     unsure results together), at most `limit` items."""
     require_reviewer(user)
     corrections = (
-        Correction.objects.filter(status=CorrectionStatus.PENDING)
-        .select_related("upload__stored_image", "upload__user", "classification")
+        _pending_corrections()
+        .select_related("upload__stored_image", "classification")
         .prefetch_related("classification__predictions")
         .order_by("classification__top_score", "id")[:limit]
     )
-    reviewed = Review.objects.filter(
-        upload=OuterRef("pk"), classification=OuterRef("classification")
-    )
     unsure = (
-        Upload.objects.filter(uncertain_q("classification__"), correction__isnull=True)
-        .exclude(Exists(reviewed))
-        .select_related("stored_image", "user", "classification")
+        _unreviewed_unsure_uploads()
+        .select_related("stored_image", "classification")
         .prefetch_related(RANKED_PREDICTIONS)
         .order_by("classification__top_score", "id")[:limit]
     )
@@ -113,16 +109,21 @@ def queue(*, user: AbstractBaseUser | AnonymousUser, limit: int = QUEUE_LENGTH) 
 
 def queue_size(*, user: AbstractBaseUser | AnonymousUser) -> int:
     require_reviewer(user)
+    return _pending_corrections().count() + _unreviewed_unsure_uploads().count()
+
+
+# The queue's two parts, one rule each, for the list and its count alike.
+def _pending_corrections() -> QuerySet[Correction]:
+    return Correction.objects.filter(status=CorrectionStatus.PENDING)
+
+
+def _unreviewed_unsure_uploads() -> QuerySet[Upload]:
     reviewed = Review.objects.filter(
         upload=OuterRef("pk"), classification=OuterRef("classification")
     )
-    pending = Correction.objects.filter(status=CorrectionStatus.PENDING).count()
-    unsure = (
-        Upload.objects.filter(uncertain_q("classification__"), correction__isnull=True)
-        .exclude(Exists(reviewed))
-        .count()
-    )
-    return pending + unsure
+    return Upload.objects.filter(
+        uncertain_q("classification__"), correction__isnull=True
+    ).exclude(Exists(reviewed))
 
 
 def review_decide(
